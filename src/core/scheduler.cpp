@@ -1,0 +1,452 @@
+#include "core/scheduler.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <unordered_map>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/array.hpp>
+#include <fmt/format.h>
+
+#include "core/adjustable_semaphore.hpp"
+#include "core/blocking_pool.hpp"
+#include "core/concurrency_controller.hpp"
+
+namespace sluice {
+namespace asio = boost::asio;
+namespace json = boost::json;
+using core::JobOutcome;
+using core::JobStatus;
+
+namespace detail {
+
+// Everything about one running job: the Job and Stream the handler sees, its strand, its
+// cancellation state and the once-only transition to finished. Shared by the handler's completion
+// and by the scheduler's registry of running jobs; lives until both let go.
+class JobRun : public std::enable_shared_from_this<JobRun> {
+ public:
+  using Strand = asio::strand<asio::io_context::executor_type>;
+
+  JobRun(std::shared_ptr<core::Scheduler::Impl> owner, core::JobRequest request, Strand strand);
+
+  const std::string& id() const noexcept { return id_; }
+  const json::object& request() const noexcept { return request_; }
+  const json::value& input() const noexcept { return *input_; }
+  const std::string& worker_id() const noexcept;
+  bool cancelled() const noexcept { return stop_.stop_requested(); }
+  std::stop_token stop_token() const noexcept { return stop_.get_token(); }
+
+  void Progress(json::value update);
+  bool Chunk(json::value chunk);
+
+  // Starts the handler; called once, by the dispatcher.
+  void Start(std::optional<std::chrono::steady_clock::duration> timeout);
+
+  // Cancels from any thread: the job is reported with `status` on its strand.
+  void RequestCancel(JobStatus status);
+
+ private:
+  void CancelOnStrand(JobStatus status);
+  // The handler has returned (or thrown): decide the outcome unless one was decided already, then
+  // give the slot back.
+  void Complete(std::exception_ptr thrown, json::value returned);
+  // Reports the outcome once; later calls do nothing. Returns whether this call reported.
+  bool Finish(JobOutcome outcome);
+  JobOutcome CancelOutcome() const;
+
+  std::shared_ptr<core::Scheduler::Impl> owner_;
+  std::string id_;
+  json::object request_;
+  const json::value* input_;
+  std::optional<std::chrono::steady_clock::duration> timeout_;
+  Strand strand_;
+  Job job_;
+  Stream stream_;
+  std::stop_source stop_;
+  std::atomic<JobStatus> cancel_status_{JobStatus::kCancelled};
+
+  // Touched only on strand_.
+  asio::cancellation_signal signal_;
+  std::optional<asio::steady_timer> timeout_timer_;
+
+  std::mutex mutex_;
+  bool finished_ = false;  // guarded by mutex_
+  json::array chunks_;     // guarded by mutex_; kept only when aggregating
+};
+
+}  // namespace detail
+
+namespace core {
+
+namespace {
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view text) const noexcept {
+    return std::hash<std::string_view>{}(text);
+  }
+};
+}  // namespace
+
+class Scheduler::Impl : public std::enable_shared_from_this<Scheduler::Impl> {
+ public:
+  Impl(asio::io_context& io, Handler handler, JobSource& source, ResultSink& sink,
+       SchedulerOptions options)
+      : io_(io),
+        handler_(std::move(handler)),
+        source_(source),
+        sink_(sink),
+        options_(std::move(options)),
+        error_context_{options_.hostname, options_.worker_id},
+        controller_(options_.concurrency, options_.max_concurrency, options_.concurrency_modifier,
+                    options_.modifier_interval, options_.warn),
+        semaphore_(static_cast<std::size_t>(controller_.limit())),
+        limit_(controller_.limit()),
+        dispatch_strand_(asio::make_strand(io)),
+        ticker_(dispatch_strand_) {}
+
+  Task<void> Dispatch();
+  void Ticker();
+  void UpdateLimit();
+  void Launch(JobRequest request);
+
+  // Called by JobRun.
+  void OnFinished(const detail::JobRun& run, JobOutcome outcome);
+  void ReleaseSlot() {
+    slots_held_.fetch_sub(1, std::memory_order_relaxed);
+    semaphore_.release();
+  }
+
+  bool Cancel(std::string_view job_id) {
+    std::shared_ptr<detail::JobRun> run;
+    {
+      std::lock_guard lock(running_mutex_);
+      auto it = running_.find(job_id);
+      if (it == running_.end()) return false;
+      run = it->second;
+    }
+    run->RequestCancel(JobStatus::kCancelled);
+    return true;
+  }
+
+  std::vector<std::string> RunningIds() const {
+    std::lock_guard lock(running_mutex_);
+    std::vector<std::string> ids;
+    ids.reserve(running_.size());
+    for (const auto& [id, run] : running_) ids.push_back(id);
+    return ids;
+  }
+
+  asio::io_context& io_;
+  const Handler handler_;
+  JobSource& source_;
+  ResultSink& sink_;
+  const SchedulerOptions options_;
+  const ErrorReportContext error_context_;
+  BlockingPool pool_;
+
+  ConcurrencyController controller_;  // only on dispatch_strand_
+  AdjustableSemaphore semaphore_;
+  std::atomic<int> limit_;
+  std::atomic<std::size_t> slots_held_{0};
+  std::atomic<std::size_t> peak_slots_held_{0};
+  std::atomic<std::size_t> running_count_{0};
+
+  asio::strand<asio::io_context::executor_type> dispatch_strand_;
+  asio::steady_timer ticker_;  // only on dispatch_strand_
+  bool dispatching_ = false;   // only on dispatch_strand_
+
+  mutable std::mutex running_mutex_;
+  std::unordered_map<std::string, std::shared_ptr<detail::JobRun>, StringHash, std::equal_to<>>
+      running_;  // guarded by running_mutex_
+};
+
+void Scheduler::Impl::UpdateLimit() {
+  const int limit = controller_.Update(ConcurrencyController::Clock::now());
+  if (limit != limit_.load(std::memory_order_relaxed)) {
+    limit_.store(limit, std::memory_order_relaxed);
+    semaphore_.set_capacity(static_cast<std::size_t>(limit));
+  }
+}
+
+// While the dispatcher waits for a slot it makes no decisions, but a modifier that would raise the
+// limit must still be heard: the ticker consults it every interval until dispatching ends.
+void Scheduler::Impl::Ticker() {
+  if (!dispatching_) return;
+  ticker_.expires_after(options_.modifier_interval);
+  ticker_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || !self->dispatching_) return;
+    self->UpdateLimit();
+    self->Ticker();
+  });
+}
+
+Task<void> Scheduler::Impl::Dispatch() {
+  dispatching_ = true;
+  if (controller_.has_modifier()) Ticker();
+  const std::size_t max_take = std::max<std::size_t>(1, options_.max_jobs_per_take);
+  for (;;) {
+    UpdateLimit();
+    co_await semaphore_.async_acquire(asio::use_awaitable);
+    const std::size_t granted = 1 + semaphore_.acquire_up_to(max_take - 1);
+    std::vector<JobRequest> jobs;
+    try {
+      jobs = co_await source_.Take(granted);
+    } catch (const std::exception& e) {
+      if (options_.warn) options_.warn(fmt::format("job source failed, no more jobs taken: {}", e.what()));
+    }
+    if (jobs.size() < granted) semaphore_.release(granted - jobs.size());
+    if (jobs.empty()) break;
+    for (JobRequest& job : jobs) Launch(std::move(job));
+  }
+  dispatching_ = false;
+  ticker_.cancel();
+  co_await semaphore_.async_wait_idle(asio::use_awaitable);
+}
+
+void Scheduler::Impl::Launch(JobRequest request) {
+  const std::size_t held = slots_held_.fetch_add(1, std::memory_order_relaxed) + 1;
+  std::size_t peak = peak_slots_held_.load(std::memory_order_relaxed);
+  while (held > peak && !peak_slots_held_.compare_exchange_weak(peak, held)) {
+  }
+  auto timeout = request.execution_timeout;
+  auto run = std::make_shared<detail::JobRun>(shared_from_this(), std::move(request),
+                                              asio::make_strand(io_));
+  {
+    std::lock_guard lock(running_mutex_);
+    running_.try_emplace(run->id(), run);
+  }
+  running_count_.fetch_add(1, std::memory_order_relaxed);
+  sink_.OnStarted(run->id());
+  run->Start(timeout);
+}
+
+void Scheduler::Impl::OnFinished(const detail::JobRun& run, JobOutcome outcome) {
+  {
+    std::lock_guard lock(running_mutex_);
+    auto it = running_.find(run.id());
+    if (it != running_.end() && it->second.get() == &run) running_.erase(it);
+  }
+  running_count_.fetch_sub(1, std::memory_order_relaxed);
+  sink_.OnFinished(run.id(), std::move(outcome));
+}
+
+Scheduler::Scheduler(asio::io_context& io, Handler handler, JobSource& source, ResultSink& sink,
+                     SchedulerOptions options)
+    : impl_(std::make_shared<Impl>(io, std::move(handler), source, sink, std::move(options))) {}
+
+Scheduler::~Scheduler() {
+  // Join the pool here, from the owner's thread: the last reference to Impl may otherwise be
+  // dropped on a pool thread, which cannot join itself.
+  impl_->pool_.Shutdown();
+}
+
+Task<void> Scheduler::Run() {
+  co_await asio::co_spawn(impl_->dispatch_strand_, impl_->Dispatch(), asio::use_awaitable);
+}
+
+bool Scheduler::Cancel(std::string_view job_id) { return impl_->Cancel(job_id); }
+int Scheduler::limit() const noexcept { return impl_->limit_.load(std::memory_order_relaxed); }
+std::size_t Scheduler::running() const noexcept {
+  return impl_->running_count_.load(std::memory_order_relaxed);
+}
+std::size_t Scheduler::peak_running() const noexcept {
+  return impl_->peak_slots_held_.load(std::memory_order_relaxed);
+}
+std::vector<std::string> Scheduler::running_ids() const { return impl_->RunningIds(); }
+
+}  // namespace core
+
+namespace detail {
+
+JobRun::JobRun(std::shared_ptr<core::Scheduler::Impl> owner, core::JobRequest request,
+               Strand strand)
+    : owner_(std::move(owner)),
+      id_(std::move(request.id)),
+      request_(std::move(request.request)),
+      input_(nullptr),
+      strand_(std::move(strand)),
+      job_(*this),
+      stream_(*this) {
+  static const json::value kNull;
+  auto it = request_.find("input");
+  input_ = it != request_.end() ? &it->value() : &kNull;
+}
+
+const std::string& JobRun::worker_id() const noexcept { return owner_->options_.worker_id; }
+
+void JobRun::Progress(json::value update) {
+  std::lock_guard lock(mutex_);
+  if (finished_) return;
+  owner_->sink_.OnProgress(id_, update);
+}
+
+bool JobRun::Chunk(json::value chunk) {
+  std::unique_lock lock(mutex_);
+  if (finished_) return false;
+  if (chunk.is_object()) {
+    json::object& object = chunk.get_object();
+    if (auto it = object.find("error"); it != object.end() && core::IsTruthy(it->value())) {
+      // runpod-python ends the job with this error and does not stream the chunk.
+      json::object result;
+      result.emplace("error", core::PythonStr(it->value()));
+      lock.unlock();
+      Finish({JobStatus::kFailed, std::move(result)});
+      RequestCancel(JobStatus::kFailed);
+      return false;
+    }
+  }
+  owner_->sink_.OnChunk(id_, chunk);
+  if (owner_->options_.aggregate_stream) chunks_.push_back(std::move(chunk));
+  return true;
+}
+
+void JobRun::Start(std::optional<std::chrono::steady_clock::duration> timeout) {
+  auto self = shared_from_this();
+  if (timeout) {
+    timeout_timer_.emplace(strand_, *timeout);
+    timeout_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+      if (ec) return;
+      if (auto run = weak.lock()) run->CancelOnStrand(JobStatus::kTimedOut);
+    });
+  }
+  const Handler& handler = owner_->handler_;
+  try {
+    switch (handler.kind()) {
+      case Handler::Kind::kCoroutine:
+        asio::co_spawn(strand_, handler.coroutine()(job_),
+                       asio::bind_cancellation_slot(
+                           signal_.slot(), [self](std::exception_ptr thrown, json::value returned) {
+                             self->Complete(thrown, std::move(returned));
+                           }));
+        return;
+      case Handler::Kind::kStreaming:
+        asio::co_spawn(strand_, handler.streaming()(job_, stream_),
+                       asio::bind_cancellation_slot(signal_.slot(),
+                                                    [self](std::exception_ptr thrown) {
+                                                      self->Complete(thrown, nullptr);
+                                                    }));
+        return;
+      case Handler::Kind::kBlocking:
+        owner_->pool_.Submit([self] {
+          if (self->cancelled()) return self->Complete(nullptr, nullptr);
+          try {
+            json::value returned = self->owner_->handler_.blocking()(self->job_);
+            self->Complete(nullptr, std::move(returned));
+          } catch (...) {
+            self->Complete(std::current_exception(), nullptr);
+          }
+        });
+        return;
+      case Handler::Kind::kBlockingStreaming:
+        owner_->pool_.Submit([self] {
+          if (self->cancelled()) return self->Complete(nullptr, nullptr);
+          try {
+            self->owner_->handler_.blocking_streaming()(self->job_, self->stream_);
+            self->Complete(nullptr, nullptr);
+          } catch (...) {
+            self->Complete(std::current_exception(), nullptr);
+          }
+        });
+        return;
+      case Handler::Kind::kNone:
+        throw std::logic_error("no handler configured");
+    }
+  } catch (...) {
+    // The handler threw before its coroutine was even created.
+    Complete(std::current_exception(), nullptr);
+  }
+}
+
+void JobRun::RequestCancel(JobStatus status) {
+  asio::post(strand_, [self = shared_from_this(), status] { self->CancelOnStrand(status); });
+}
+
+void JobRun::CancelOnStrand(JobStatus status) {
+  if (stop_.stop_requested()) return;
+  cancel_status_.store(status);
+  stop_.request_stop();
+  if (timeout_timer_) timeout_timer_->cancel();
+  Finish(CancelOutcome());
+  signal_.emit(asio::cancellation_type::terminal);
+}
+
+JobOutcome JobRun::CancelOutcome() const {
+  const JobStatus status = cancel_status_.load();
+  JobOutcome outcome{status, {}};
+  if (status == JobStatus::kTimedOut) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*timeout_).count();
+    outcome.result.emplace("error", fmt::format("job timed out: execution timeout of {} ms exceeded", ms));
+  }
+  return outcome;
+}
+
+void JobRun::Complete(std::exception_ptr thrown, json::value returned) {
+  const core::SchedulerOptions& options = owner_->options_;
+  if (stop_.stop_requested()) {
+    Finish(CancelOutcome());  // a no-op unless the handler returned before the cancel was reported
+  } else if (thrown) {
+    Finish({JobStatus::kFailed,
+            core::MapException(thrown, owner_->error_context_, options.refresh_worker)});
+  } else if (owner_->handler_.is_streaming()) {
+    json::object result;
+    {
+      std::lock_guard lock(mutex_);
+      result.emplace("output", std::move(chunks_));
+    }
+    if (options.refresh_worker) result.emplace("stopPod", true);
+    Finish({JobStatus::kCompleted, std::move(result)});
+  } else {
+    json::object result = core::MapReturnValue(std::move(returned), options.refresh_worker);
+    const JobStatus status = core::IsFailure(result) ? JobStatus::kFailed : JobStatus::kCompleted;
+    Finish({status, std::move(result)});
+  }
+  if (timeout_timer_) {
+    // The timer belongs to the strand; cancel it there so a long timeout does not keep the job.
+    asio::post(strand_, [self = shared_from_this()] { self->timeout_timer_->cancel(); });
+  }
+  owner_->ReleaseSlot();
+}
+
+bool JobRun::Finish(JobOutcome outcome) {
+  {
+    std::lock_guard lock(mutex_);
+    if (finished_) return false;
+    finished_ = true;
+  }
+  owner_->OnFinished(*this, std::move(outcome));
+  return true;
+}
+
+}  // namespace detail
+
+// The public Job and Stream forward to their JobRun.
+
+const std::string& Job::id() const noexcept { return run_.id(); }
+const json::value& Job::input() const noexcept { return run_.input(); }
+const json::object& Job::request() const noexcept { return run_.request(); }
+const std::string& Job::worker_id() const noexcept { return run_.worker_id(); }
+void Job::progress(json::value update) { run_.Progress(std::move(update)); }
+bool Job::cancelled() const noexcept { return run_.cancelled(); }
+std::stop_token Job::stop_token() const noexcept { return run_.stop_token(); }
+
+Task<void> Stream::emit(json::value chunk) {
+  if (!run_.Chunk(std::move(chunk))) {
+    throw boost::system::system_error(asio::error::operation_aborted, "stream closed");
+  }
+  co_return;
+}
+
+bool Stream::write(json::value chunk) { return run_.Chunk(std::move(chunk)); }
+
+}  // namespace sluice

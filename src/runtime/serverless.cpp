@@ -1,0 +1,62 @@
+// sluice::serverless::start — reads the command line, picks the mode, runs it.
+#include <cstdio>
+#include <cstdlib>
+#include <variant>
+
+#include <boost/uuid/random_generator.hpp>
+#include <boost/uuid/uuid_io.hpp>
+
+#include <sluice/serverless.hpp>
+#include <sluice/version.hpp>
+
+#include "cli/options.hpp"
+#include "log/logging.hpp"
+#include "runtime/test_mode.hpp"
+
+namespace sluice::serverless {
+namespace {
+
+std::string EnvOr(const char* name, std::string fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? std::string(value) : std::move(fallback);
+}
+
+runtime::WorkerIdentity Identify() {
+  return {.worker_id = EnvOr("RUNPOD_POD_ID", boost::uuids::to_string(boost::uuids::random_generator()())),
+          .hostname = EnvOr("RUNPOD_POD_HOSTNAME", "unknown")};
+}
+
+int NotAvailableYet(const char* mode) {
+  log::Error("", "{} is not available in sluice {} yet; run without it for local test mode", mode,
+             kVersion);
+  return 1;
+}
+
+}  // namespace
+
+int start(Config config, int argc, char** argv) {
+  auto parsed = cli::ParseCommandLine(argc, argv);
+  if (auto* exit_now = std::get_if<cli::ExitNow>(&parsed)) {
+    std::fputs(exit_now->text.c_str(), exit_now->code == 0 ? stdout : stderr);
+    return exit_now->code;
+  }
+  const cli::WorkerOptions& options = std::get<cli::WorkerOptions>(parsed);
+  log::Configure(options.log_level, options.log_format);
+  log::Info("", "--- Starting Serverless Worker |  Version sluice {} ---", kVersion);
+
+  if (!config.handler) {
+    log::Error("", "Config.handler is empty: give start() a handler");
+    return 1;
+  }
+  const runtime::WorkerIdentity identity = Identify();
+
+  // The mode, chosen as runpod-python chooses it, with sluice's Redis queue added (decisions §1).
+  if (options.serve_api) return NotAvailableYet("--rp_serve_api");
+  if (!options.queue.empty()) return NotAvailableYet("--queue");
+  if (options.test_input || std::getenv("RUNPOD_WEBHOOK_GET_JOB") == nullptr) {
+    return runtime::RunLocalTest(config, options, identity);
+  }
+  return NotAvailableYet("RunPod production mode (RUNPOD_WEBHOOK_GET_JOB)");
+}
+
+}  // namespace sluice::serverless

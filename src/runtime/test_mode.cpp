@@ -1,0 +1,191 @@
+#include "runtime/test_mode.hpp"
+
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <sstream>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/json/parser.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/stream_parser.hpp>
+#include <fmt/format.h>
+
+#include "core/memory_queue.hpp"
+#include "core/result_mapping.hpp"
+#include "core/scheduler.hpp"
+#include "log/logging.hpp"
+
+namespace sluice::runtime {
+namespace json = boost::json;
+using core::JobOutcome;
+using core::JobRequest;
+using core::Result;
+using core::Status;
+
+namespace {
+
+// Line and column (1-based) of a byte offset, for parse errors people can find.
+std::string DescribePosition(std::string_view text, std::size_t offset) {
+  std::size_t line = 1, column = 1;
+  for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return fmt::format("line {}, column {} (byte {})", line, column, offset);
+}
+
+// Prints what the scheduler reports, as result lines on `out` and log lines on stderr.
+class PrintingSink final : public core::ResultSink {
+ public:
+  explicit PrintingSink(std::FILE* out) : out_(out) {}
+
+  void OnStarted(const std::string& job_id) override { log::Info(job_id, "Started."); }
+
+  void OnProgress(const std::string& job_id, const json::value& update) override {
+    log::Info(job_id, "Progress: {}", json::serialize(update));
+  }
+
+  void OnChunk(const std::string& job_id, const json::value& chunk) override {
+    json::object line;
+    line.emplace("output", chunk);
+    log::Debug(job_id, "Streamed chunk.");
+    Print(line);
+  }
+
+  void OnFinished(const std::string& job_id, JobOutcome outcome) override {
+    const std::string text = json::serialize(outcome.result);
+    if (outcome.status == core::JobStatus::kCompleted) {
+      log::Info(job_id, "Job completed successfully.");
+    } else {
+      log::Error(job_id, "Job {} failed ({}) with error: {}", job_id, core::ToString(outcome.status),
+                 text);
+    }
+    Print(outcome.result);
+    std::lock_guard lock(mutex_);
+    outcome_ = std::move(outcome);
+  }
+
+  std::optional<JobOutcome> outcome() {
+    std::lock_guard lock(mutex_);
+    return outcome_;
+  }
+
+ private:
+  void Print(const json::object& line) {
+    const std::string text = json::serialize(line) + "\n";
+    std::lock_guard lock(mutex_);
+    std::fwrite(text.data(), 1, text.size(), out_);
+    std::fflush(out_);
+  }
+
+  std::FILE* out_;
+  std::mutex mutex_;
+  std::optional<JobOutcome> outcome_;  // guarded by mutex_
+};
+
+}  // namespace
+
+Result<JobRequest> ParseTestRequest(std::string_view text) {
+  json::stream_parser parser;
+  boost::system::error_code ec;
+  const std::size_t consumed = parser.write_some(text.data(), text.size(), ec);
+  if (!ec && consumed < text.size()) {
+    // write_some stops after one complete value; anything but whitespace after it is an error.
+    const std::size_t rest = text.find_first_not_of(" \t\r\n", consumed);
+    if (rest != std::string_view::npos) {
+      return Status::InvalidArgument(fmt::format("test input is not valid JSON: unexpected text after "
+                                                 "the value at {}",
+                                                 DescribePosition(text, rest)));
+    }
+  }
+  if (!ec) parser.finish(ec);
+  if (ec) {
+    return Status::InvalidArgument(fmt::format("test input is not valid JSON: {} at {}", ec.message(),
+                                               DescribePosition(text, consumed)));
+  }
+  json::value document = parser.release();
+  if (!document.is_object()) {
+    return Status::InvalidArgument("test input must be a JSON object with an \"input\" member");
+  }
+  json::object& request = document.get_object();
+  auto input = request.find("input");
+  if (input == request.end() || input->value().is_null()) {
+    return Status::InvalidArgument("Job has no input parameter. Unable to run.");
+  }
+  JobRequest job;
+  auto id = request.find("id");
+  if (id != request.end() && id->value().is_string() && !id->value().get_string().empty()) {
+    job.id = std::string(id->value().get_string());
+  } else {
+    job.id = "local_test";
+    request["id"] = job.id;
+  }
+  job.request = std::move(request);
+  return job;
+}
+
+int RunLocalTest(const serverless::Config& config, const cli::WorkerOptions& options,
+                 const WorkerIdentity& identity, std::FILE* out) {
+  std::string text;
+  if (options.test_input) {
+    text = *options.test_input;
+    log::Info("", "Using --test_input as job input.");
+  } else {
+    std::ifstream file("test_input.json", std::ios::binary);
+    if (!file) {
+      log::Warn("", "test_input.json not found, exiting.");
+      return 1;
+    }
+    std::ostringstream contents;
+    contents << file.rdbuf();
+    text = contents.str();
+    log::Info("", "Using test_input.json as job input.");
+  }
+
+  Result<JobRequest> request = ParseTestRequest(text);
+  if (!request.ok()) {
+    log::Error("", "{}", request.status().message());
+    return 1;
+  }
+  if (options.execution_timeout > 0) {
+    request->execution_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(options.execution_timeout));
+  }
+  log::Debug(request->id, "Retrieved local job: {}", json::serialize(request->request));
+
+  core::MemoryJobQueue queue;
+  queue.Push(std::move(*request));
+  queue.Close();
+  PrintingSink sink(out);
+
+  boost::asio::io_context io;
+  core::Scheduler scheduler(
+      io, config.handler, queue, sink,
+      {.concurrency = options.concurrency,
+       .max_concurrency = options.max_concurrency,
+       .concurrency_modifier = config.concurrency_modifier,
+       .aggregate_stream = true,  // the final line lists every chunk, as the dev server does
+       .refresh_worker = false,   // no effect in local mode, as in runpod-python
+       .worker_id = identity.worker_id,
+       .hostname = identity.hostname,
+       .warn = [](const std::string& warning) { log::Warn("", "{}", warning); }});
+  boost::asio::co_spawn(io, scheduler.Run(), [](std::exception_ptr error) {
+    if (error) std::rethrow_exception(error);
+  });
+  io.run();
+
+  const std::optional<JobOutcome> outcome = sink.outcome();
+  const bool succeeded = outcome && outcome->status == core::JobStatus::kCompleted &&
+                         !core::IsFailure(outcome->result);
+  log::Info("", "Local testing complete, exiting.");
+  return succeeded ? 0 : 1;
+}
+
+}  // namespace sluice::runtime
