@@ -9,6 +9,13 @@
 // A chunk that is an object with a truthy `error` member ends the job as FAILED with that error and
 // is not sent as a chunk, as runpod-python does; the handler is then cancelled.
 //
+// g++ 12 cannot compile a braced initializer list inside a `co_await` expression ("array used as
+// initializer"), so `co_await out.emit({{"token", i}})` fails there. Name the chunk first, or use
+// `write`, which needs no co_await:
+//
+//   boost::json::value chunk = {{"token", i}};
+//   co_await out.emit(std::move(chunk));      // or: out.write({{"token", i}});
+//
 // sluice owns the Stream; it is valid as long as the `Job` it came with. `write()` is thread-safe;
 // `emit()` is meant for the handler's own coroutine.
 #pragma once
@@ -32,8 +39,8 @@ class Stream {
   /// (operation_aborted) if the job was cancelled, so a loop of emits stops by itself.
   Task<void> emit(boost::json::value chunk);
 
-  /// Sends one chunk from a blocking handler (or any thread). Returns false, and sends nothing, once
-  /// the job has been cancelled or has failed.
+  /// Sends one chunk without suspending: from a blocking handler, from any thread, or from a
+  /// coroutine. Returns false, and sends nothing, once the job has been cancelled or has failed.
   bool write(boost::json::value chunk);
 
  private:

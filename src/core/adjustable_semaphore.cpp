@@ -54,17 +54,18 @@ std::size_t AdjustableSemaphore::acquire_up_to(std::size_t count) {
 }
 
 void AdjustableSemaphore::release(std::size_t count) {
-  std::deque<std::shared_ptr<Waiter>> runnable;
+  std::vector<std::shared_ptr<Waiter>> runnable;
   {
     std::lock_guard lock(mutex_);
     counter_.release(count);
+    if (acquirers_.empty() && idle_waiters_.empty()) return;  // the common case: nobody waits
     runnable = TakeRunnableLocked();
   }
   Complete(std::move(runnable));
 }
 
 void AdjustableSemaphore::set_capacity(std::size_t capacity) {
-  std::deque<std::shared_ptr<Waiter>> runnable;
+  std::vector<std::shared_ptr<Waiter>> runnable;
   {
     std::lock_guard lock(mutex_);
     counter_.set_capacity(capacity);
@@ -73,8 +74,8 @@ void AdjustableSemaphore::set_capacity(std::size_t capacity) {
   Complete(std::move(runnable));
 }
 
-std::deque<std::shared_ptr<AdjustableSemaphore::Waiter>> AdjustableSemaphore::TakeRunnableLocked() {
-  std::deque<std::shared_ptr<Waiter>> runnable;
+std::vector<std::shared_ptr<AdjustableSemaphore::Waiter>> AdjustableSemaphore::TakeRunnableLocked() {
+  std::vector<std::shared_ptr<Waiter>> runnable;
   while (!acquirers_.empty() && counter_.try_acquire()) {
     runnable.push_back(std::move(acquirers_.front()));
     acquirers_.pop_front();
@@ -86,7 +87,7 @@ std::deque<std::shared_ptr<AdjustableSemaphore::Waiter>> AdjustableSemaphore::Ta
   return runnable;
 }
 
-void AdjustableSemaphore::Complete(std::deque<std::shared_ptr<Waiter>> waiters) {
+void AdjustableSemaphore::Complete(std::vector<std::shared_ptr<Waiter>> waiters) {
   for (auto& waiter : waiters) {
     waiter->handler.Post(boost::system::error_code());
   }

@@ -15,6 +15,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/async_result.hpp>
@@ -101,8 +102,8 @@ class AdjustableSemaphore {
   void InitiateWaitIdle(Handler handler);
   // Completes the handlers of waiters that can proceed; called with mutex_ held, and returns
   // them so they are completed after unlocking.
-  std::deque<std::shared_ptr<Waiter>> TakeRunnableLocked();
-  static void Complete(std::deque<std::shared_ptr<Waiter>> waiters);
+  std::vector<std::shared_ptr<Waiter>> TakeRunnableLocked();
+  static void Complete(std::vector<std::shared_ptr<Waiter>> waiters);
 
   mutable std::mutex mutex_;
   SlotCounter counter_;                               // guarded by mutex_

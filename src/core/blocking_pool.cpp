@@ -15,9 +15,9 @@ void BlockingPool::Shutdown() {
   for (std::thread& thread : threads) thread.join();
 }
 
-void BlockingPool::Submit(std::function<void()> task) {
+void BlockingPool::Submit(std::function<void()> task, std::function<void()> then) {
   std::unique_lock lock(mutex_);
-  tasks_.push_back(std::move(task));
+  tasks_.push_back({std::move(task), std::move(then)});
   // Every queued task needs a thread of its own: a blocking handler never yields its thread.
   if (idle_ >= tasks_.size()) {
     lock.unlock();
@@ -39,11 +39,21 @@ void BlockingPool::WorkerLoop() {
     ready_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
     --idle_;
     if (tasks_.empty()) return;  // stopping, and nothing left to run
-    std::function<void()> task = std::move(tasks_.front());
+    Work work = std::move(tasks_.front());
     tasks_.pop_front();
     lock.unlock();
-    task();
-    lock.lock();
+    work.task();
+    if (work.then) {
+      // Counted idle before `then` runs, so a Submit it causes finds this thread.
+      lock.lock();
+      ++idle_;
+      lock.unlock();
+      work.then();
+      lock.lock();
+      --idle_;
+    } else {
+      lock.lock();
+    }
   }
 }
 

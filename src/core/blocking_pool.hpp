@@ -26,8 +26,10 @@ class BlockingPool {
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;
 
-  /// Runs `task` on a pool thread, starting a new thread if none is idle. Tasks must not throw.
-  void Submit(std::function<void()> task);
+  /// Runs `task` on a pool thread, starting a new thread if none is idle, then `then` on the same
+  /// thread once it counts as idle again: work that `then` makes possible (the scheduler gives
+  /// the job's slot back there) reuses this thread instead of starting another. Neither may throw.
+  void Submit(std::function<void()> task, std::function<void()> then = nullptr);
 
   /// Runs every task already submitted, then joins all threads. Idempotent; must not be called
   /// from a pool thread. No task may be submitted afterwards.
@@ -41,7 +43,11 @@ class BlockingPool {
 
   mutable std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<std::function<void()>> tasks_;  // guarded by mutex_
+  struct Work {
+    std::function<void()> task;
+    std::function<void()> then;
+  };
+  std::deque<Work> tasks_;                   // guarded by mutex_
   std::vector<std::thread> threads_;         // guarded by mutex_
   std::size_t idle_ = 0;                     // guarded by mutex_
   bool stopping_ = false;                    // guarded by mutex_

@@ -6,7 +6,7 @@
 #include <memory>
 #include <typeinfo>
 
-#include <boost/json/serialize.hpp>
+#include "core/json_text.hpp"
 #include <fmt/format.h>
 
 #include <sluice/version.hpp>
@@ -156,7 +156,7 @@ json::object MapException(std::exception_ptr exception, const ErrorReportContext
 
 std::string PythonStr(const json::value& value) {
   if (value.is_string()) return std::string(value.get_string());
-  return json::serialize(value);
+  return ToJson(value);
 }
 
 }  // namespace sluice::core

@@ -30,7 +30,7 @@ TEST(MapReturnValue, NonObjectValuesBecomeOutputUnchanged) {
   EXPECT_EQ(Mapped(R"("text")"), R"({"output":"text"})");
   EXPECT_EQ(Mapped("[1,2]"), R"({"output":[1,2]})");
   EXPECT_EQ(Mapped("1"), R"({"output":1})");
-  EXPECT_EQ(Mapped("2.5"), R"({"output":2.5})");
+  EXPECT_EQ(Mapped("2.5"), R"({"output":2.5E0})");  // Boost's spelling; output text uses ToJson
   // A list holding an error object is not an error: only a top-level object's member counts.
   EXPECT_EQ(Mapped(R"([{"error":"x"}])"), R"({"output":[{"error":"x"}]})");
 }

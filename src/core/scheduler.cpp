@@ -15,6 +15,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/array.hpp>
 #include <fmt/format.h>
@@ -36,9 +37,8 @@ namespace detail {
 // and by the scheduler's registry of running jobs; lives until both let go.
 class JobRun : public std::enable_shared_from_this<JobRun> {
  public:
-  using Strand = asio::strand<asio::io_context::executor_type>;
-
-  JobRun(std::shared_ptr<core::Scheduler::Impl> owner, core::JobRequest request, Strand strand);
+  JobRun(std::shared_ptr<core::Scheduler::Impl> owner, core::JobRequest request,
+         asio::any_io_executor executor);
 
   const std::string& id() const noexcept { return id_; }
   const json::object& request() const noexcept { return request_; }
@@ -58,9 +58,20 @@ class JobRun : public std::enable_shared_from_this<JobRun> {
 
  private:
   void CancelOnStrand(JobStatus status);
-  // The handler has returned (or thrown): decide the outcome unless one was decided already, then
-  // give the slot back.
-  void Complete(std::exception_ptr thrown, json::value returned);
+  // The handler has returned (or thrown): decide the outcome unless one was decided already, and
+  // give the slot back unless the caller does that itself.
+  void Complete(std::exception_ptr thrown, json::value returned, bool release_slot = true);
+  // Run a handler's coroutine and complete the job from inside the same thread of execution.
+  // They also clear the cancellation state before finishing: Boost 1.81's co_spawn entry point
+  // co_awaits once more after the coroutine returns, and would throw operation_aborted outside any
+  // try block (terminating the process) if the job had been cancelled.
+  static Task<void> Guard(std::shared_ptr<JobRun> self, Task<json::value> handler_task);
+  // The completion of the co_spawn: it holds the JobRun, whose signal_ the coroutine's
+  // cancellation state points into, until the spawned thread of execution has fully ended.
+  static auto KeepAlive(std::shared_ptr<JobRun> self) {
+    return [self = std::move(self)](std::exception_ptr) {};
+  }
+  static Task<void> GuardStream(std::shared_ptr<JobRun> self, Task<void> handler_task);
   // Reports the outcome once; later calls do nothing. Returns whether this call reported.
   bool Finish(JobOutcome outcome);
   JobOutcome CancelOutcome() const;
@@ -70,7 +81,9 @@ class JobRun : public std::enable_shared_from_this<JobRun> {
   json::object request_;
   const json::value* input_;
   std::optional<std::chrono::steady_clock::duration> timeout_;
-  Strand strand_;
+  // A strand of its own when several I/O threads run the io_context; the plain executor when one
+  // does, which serialises everything already.
+  asio::any_io_executor strand_;
   Job job_;
   Stream stream_;
   std::stop_source stop_;
@@ -78,6 +91,10 @@ class JobRun : public std::enable_shared_from_this<JobRun> {
 
   // Touched only on strand_.
   asio::cancellation_signal signal_;
+  // Whether the handler's coroutine may be sent a cancellation. Boost 1.81's co_spawn entry point
+  // co_awaits before and after the coroutine outside any try block, so a cancellation emitted in
+  // those windows would escape as an exception and terminate the process.
+  bool accepts_cancellation_ = false;
   std::optional<asio::steady_timer> timeout_timer_;
 
   std::mutex mutex_;
@@ -143,7 +160,7 @@ class Scheduler::Impl : public std::enable_shared_from_this<Scheduler::Impl> {
     std::lock_guard lock(running_mutex_);
     std::vector<std::string> ids;
     ids.reserve(running_.size());
-    for (const auto& [id, run] : running_) ids.push_back(id);
+    for (const auto& [id, run] : running_) ids.emplace_back(id);
     return ids;
   }
 
@@ -167,8 +184,7 @@ class Scheduler::Impl : public std::enable_shared_from_this<Scheduler::Impl> {
   bool dispatching_ = false;   // only on dispatch_strand_
 
   mutable std::mutex running_mutex_;
-  std::unordered_map<std::string, std::shared_ptr<detail::JobRun>, StringHash, std::equal_to<>>
-      running_;  // guarded by running_mutex_
+  std::unordered_map<std::string_view, std::shared_ptr<detail::JobRun>, StringHash> running_;  // guarded by running_mutex_
 };
 
 void Scheduler::Impl::UpdateLimit() {
@@ -220,11 +236,14 @@ void Scheduler::Impl::Launch(JobRequest request) {
   while (held > peak && !peak_slots_held_.compare_exchange_weak(peak, held)) {
   }
   auto timeout = request.execution_timeout;
+  asio::any_io_executor executor = options_.io_threads > 1
+                                       ? asio::any_io_executor(asio::make_strand(io_))
+                                       : asio::any_io_executor(io_.get_executor());
   auto run = std::make_shared<detail::JobRun>(shared_from_this(), std::move(request),
-                                              asio::make_strand(io_));
+                                              std::move(executor));
   {
     std::lock_guard lock(running_mutex_);
-    running_.try_emplace(run->id(), run);
+    running_.try_emplace(run->id(), run);  // the key views the JobRun's own id
   }
   running_count_.fetch_add(1, std::memory_order_relaxed);
   sink_.OnStarted(run->id());
@@ -270,12 +289,12 @@ std::vector<std::string> Scheduler::running_ids() const { return impl_->RunningI
 namespace detail {
 
 JobRun::JobRun(std::shared_ptr<core::Scheduler::Impl> owner, core::JobRequest request,
-               Strand strand)
+               asio::any_io_executor executor)
     : owner_(std::move(owner)),
       id_(std::move(request.id)),
       request_(std::move(request.request)),
       input_(nullptr),
-      strand_(std::move(strand)),
+      strand_(std::move(executor)),
       job_(*this),
       stream_(*this) {
   static const json::value kNull;
@@ -287,13 +306,13 @@ const std::string& JobRun::worker_id() const noexcept { return owner_->options_.
 
 void JobRun::Progress(json::value update) {
   std::lock_guard lock(mutex_);
-  if (finished_) return;
+  if (finished_ || cancelled()) return;  // a cancelled job is over, even before it is reported
   owner_->sink_.OnProgress(id_, update);
 }
 
 bool JobRun::Chunk(json::value chunk) {
   std::unique_lock lock(mutex_);
-  if (finished_) return false;
+  if (finished_ || cancelled()) return false;
   if (chunk.is_object()) {
     json::object& object = chunk.get_object();
     if (auto it = object.find("error"); it != object.end() && core::IsTruthy(it->value())) {
@@ -313,6 +332,7 @@ bool JobRun::Chunk(json::value chunk) {
 
 void JobRun::Start(std::optional<std::chrono::steady_clock::duration> timeout) {
   auto self = shared_from_this();
+  timeout_ = timeout;
   if (timeout) {
     timeout_timer_.emplace(strand_, *timeout);
     timeout_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
@@ -324,40 +344,38 @@ void JobRun::Start(std::optional<std::chrono::steady_clock::duration> timeout) {
   try {
     switch (handler.kind()) {
       case Handler::Kind::kCoroutine:
-        asio::co_spawn(strand_, handler.coroutine()(job_),
-                       asio::bind_cancellation_slot(
-                           signal_.slot(), [self](std::exception_ptr thrown, json::value returned) {
-                             self->Complete(thrown, std::move(returned));
-                           }));
+        asio::co_spawn(strand_, Guard(self, handler.coroutine()(job_)),
+                       asio::bind_cancellation_slot(signal_.slot(), KeepAlive(self)));
         return;
       case Handler::Kind::kStreaming:
-        asio::co_spawn(strand_, handler.streaming()(job_, stream_),
-                       asio::bind_cancellation_slot(signal_.slot(),
-                                                    [self](std::exception_ptr thrown) {
-                                                      self->Complete(thrown, nullptr);
-                                                    }));
+        asio::co_spawn(strand_, GuardStream(self, handler.streaming()(job_, stream_)),
+                       asio::bind_cancellation_slot(signal_.slot(), KeepAlive(self)));
         return;
       case Handler::Kind::kBlocking:
-        owner_->pool_.Submit([self] {
-          if (self->cancelled()) return self->Complete(nullptr, nullptr);
-          try {
-            json::value returned = self->owner_->handler_.blocking()(self->job_);
-            self->Complete(nullptr, std::move(returned));
-          } catch (...) {
-            self->Complete(std::current_exception(), nullptr);
-          }
-        });
+        owner_->pool_.Submit(
+            [self] {
+              if (self->cancelled()) return self->Complete(nullptr, nullptr, false);
+              try {
+                json::value returned = self->owner_->handler_.blocking()(self->job_);
+                self->Complete(nullptr, std::move(returned), false);
+              } catch (...) {
+                self->Complete(std::current_exception(), nullptr, false);
+              }
+            },
+            [self] { self->owner_->ReleaseSlot(); });
         return;
       case Handler::Kind::kBlockingStreaming:
-        owner_->pool_.Submit([self] {
-          if (self->cancelled()) return self->Complete(nullptr, nullptr);
-          try {
-            self->owner_->handler_.blocking_streaming()(self->job_, self->stream_);
-            self->Complete(nullptr, nullptr);
-          } catch (...) {
-            self->Complete(std::current_exception(), nullptr);
-          }
-        });
+        owner_->pool_.Submit(
+            [self] {
+              if (self->cancelled()) return self->Complete(nullptr, nullptr, false);
+              try {
+                self->owner_->handler_.blocking_streaming()(self->job_, self->stream_);
+                self->Complete(nullptr, nullptr, false);
+              } catch (...) {
+                self->Complete(std::current_exception(), nullptr, false);
+              }
+            },
+            [self] { self->owner_->ReleaseSlot(); });
         return;
       case Handler::Kind::kNone:
         throw std::logic_error("no handler configured");
@@ -366,6 +384,37 @@ void JobRun::Start(std::optional<std::chrono::steady_clock::duration> timeout) {
     // The handler threw before its coroutine was even created.
     Complete(std::current_exception(), nullptr);
   }
+}
+
+Task<void> JobRun::Guard(std::shared_ptr<JobRun> self, Task<json::value> handler_task) {
+  std::exception_ptr thrown;
+  json::value returned;
+  if (!self->cancelled()) {  // a cancel that came before the start is not delivered: see below
+    self->accepts_cancellation_ = true;
+    try {
+      returned = co_await std::move(handler_task);
+    } catch (...) {
+      thrown = std::current_exception();
+    }
+    self->accepts_cancellation_ = false;
+    co_await asio::this_coro::reset_cancellation_state();
+  }
+  self->Complete(thrown, std::move(returned));
+}
+
+Task<void> JobRun::GuardStream(std::shared_ptr<JobRun> self, Task<void> handler_task) {
+  std::exception_ptr thrown;
+  if (!self->cancelled()) {
+    self->accepts_cancellation_ = true;
+    try {
+      co_await std::move(handler_task);
+    } catch (...) {
+      thrown = std::current_exception();
+    }
+    self->accepts_cancellation_ = false;
+    co_await asio::this_coro::reset_cancellation_state();
+  }
+  self->Complete(thrown, nullptr);
 }
 
 void JobRun::RequestCancel(JobStatus status) {
@@ -378,7 +427,7 @@ void JobRun::CancelOnStrand(JobStatus status) {
   stop_.request_stop();
   if (timeout_timer_) timeout_timer_->cancel();
   Finish(CancelOutcome());
-  signal_.emit(asio::cancellation_type::terminal);
+  if (accepts_cancellation_) signal_.emit(asio::cancellation_type::terminal);
 }
 
 JobOutcome JobRun::CancelOutcome() const {
@@ -391,7 +440,7 @@ JobOutcome JobRun::CancelOutcome() const {
   return outcome;
 }
 
-void JobRun::Complete(std::exception_ptr thrown, json::value returned) {
+void JobRun::Complete(std::exception_ptr thrown, json::value returned, bool release_slot) {
   const core::SchedulerOptions& options = owner_->options_;
   if (stop_.stop_requested()) {
     Finish(CancelOutcome());  // a no-op unless the handler returned before the cancel was reported
@@ -415,7 +464,7 @@ void JobRun::Complete(std::exception_ptr thrown, json::value returned) {
     // The timer belongs to the strand; cancel it there so a long timeout does not keep the job.
     asio::post(strand_, [self = shared_from_this()] { self->timeout_timer_->cancel(); });
   }
-  owner_->ReleaseSlot();
+  if (release_slot) owner_->ReleaseSlot();
 }
 
 bool JobRun::Finish(JobOutcome outcome) {

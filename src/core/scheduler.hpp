@@ -3,7 +3,9 @@
 //
 // How it works: one dispatcher coroutine (on its own strand) waits for free slots of an
 // AdjustableSemaphore, takes up to that many jobs from the source, and starts each one:
-//   - coroutine and streaming handlers are spawned on the I/O threads, each job on its own strand;
+//   - coroutine and streaming handlers are spawned on the I/O threads, each job on its own strand
+//     (when more than one thread runs the io_context). A coroutine starts at once, inside the
+//     dispatch, and runs until its first co_await: a job that never suspends costs no queueing;
 //   - blocking handlers run on the BlockingPool, which grows with the limit.
 // Before each dispatch decision, and every `modifier_interval` while it waits, the dispatcher asks
 // the ConcurrencyController for the limit, and resizes the semaphore; lowering it never interrupts
@@ -44,6 +46,9 @@ struct SchedulerOptions {
   std::function<int(int)> concurrency_modifier;
   std::chrono::steady_clock::duration modifier_interval = std::chrono::milliseconds(100);
   std::size_t max_jobs_per_take = 64;          // at most this many jobs asked of the source at once
+  /// How many threads run the io_context. With more than one, each job gets a strand of its own
+  /// so that its coroutine and its cancellation never run at the same time.
+  std::size_t io_threads = 1;
   bool aggregate_stream = false;               // final output of a streaming job lists its chunks
   bool refresh_worker = false;                 // every result gets stopPod: true
   std::string worker_id = "unknown";

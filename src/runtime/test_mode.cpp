@@ -13,6 +13,7 @@
 #include <boost/json/stream_parser.hpp>
 #include <fmt/format.h>
 
+#include "core/json_text.hpp"
 #include "core/memory_queue.hpp"
 #include "core/result_mapping.hpp"
 #include "core/scheduler.hpp"
@@ -49,7 +50,7 @@ class PrintingSink final : public core::ResultSink {
   void OnStarted(const std::string& job_id) override { log::Info(job_id, "Started."); }
 
   void OnProgress(const std::string& job_id, const json::value& update) override {
-    log::Info(job_id, "Progress: {}", json::serialize(update));
+    log::Info(job_id, "Progress: {}", core::ToJson(update));
   }
 
   void OnChunk(const std::string& job_id, const json::value& chunk) override {
@@ -60,7 +61,7 @@ class PrintingSink final : public core::ResultSink {
   }
 
   void OnFinished(const std::string& job_id, JobOutcome outcome) override {
-    const std::string text = json::serialize(outcome.result);
+    const std::string text = core::ToJson(outcome.result);
     if (outcome.status == core::JobStatus::kCompleted) {
       log::Info(job_id, "Job completed successfully.");
     } else {
@@ -79,7 +80,7 @@ class PrintingSink final : public core::ResultSink {
 
  private:
   void Print(const json::object& line) {
-    const std::string text = json::serialize(line) + "\n";
+    const std::string text = core::ToJson(line) + "\n";
     std::lock_guard lock(mutex_);
     std::fwrite(text.data(), 1, text.size(), out_);
     std::fflush(out_);
@@ -158,7 +159,7 @@ int RunLocalTest(const serverless::Config& config, const cli::WorkerOptions& opt
     request->execution_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(options.execution_timeout));
   }
-  log::Debug(request->id, "Retrieved local job: {}", json::serialize(request->request));
+  log::Debug(request->id, "Retrieved local job: {}", core::ToJson(request->request));
 
   core::MemoryJobQueue queue;
   queue.Push(std::move(*request));
