@@ -44,13 +44,13 @@ double DelaySeconds(const json::object& input) {
   const json::value* delay = input.if_contains("delay");
   if (delay == nullptr) return 1.0;
   if (!delay->is_number()) {
-    throw std::invalid_argument("\"delay\" must be a number of seconds, got " + json::serialize(*delay));
+    throw std::invalid_argument("\"delay\" must be a number of seconds, got " + sluice::to_json(*delay));
   }
   const double seconds = delay->to_number<double>();
   // Written so that NaN fails too.
   if (!(seconds >= 0 && seconds <= kMaxDelaySeconds)) {
     throw std::invalid_argument("\"delay\" must be between 0 and 3600 seconds, got " +
-                                json::serialize(*delay));
+                                sluice::to_json(*delay));
   }
   return seconds;
 }
@@ -58,7 +58,7 @@ double DelaySeconds(const json::object& input) {
 sluice::Task<json::value> ProcessRequest(sluice::Job& job) {
   const json::value& input = job.input();
   if (!input.is_object()) {
-    throw std::invalid_argument("input must be a JSON object, got " + json::serialize(input));
+    throw std::invalid_argument("input must be a JSON object, got " + sluice::to_json(input));
   }
   const double seconds = DelaySeconds(input.get_object());
 
@@ -67,7 +67,7 @@ sluice::Task<json::value> ProcessRequest(sluice::Job& job) {
   co_await sluice::sleep_for(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(seconds)));
 
-  co_return "Processed: " + json::serialize(input);
+  co_return "Processed: " + sluice::to_json(input);
 }
 
 }  // namespace

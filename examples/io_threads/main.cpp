@@ -25,19 +25,19 @@ constexpr double kMaxSeconds = 3600;
 json::value SleepFor(sluice::Job& job) {
   const json::value& input = job.input();
   if (!input.is_object()) {
-    throw std::invalid_argument("input must be a JSON object, got " + json::serialize(input));
+    throw std::invalid_argument("input must be a JSON object, got " + sluice::to_json(input));
   }
   // Echo the number back as the client wrote it, so 2 stays 2 and 0.2 stays 0.2.
   json::value seconds = 1;
   if (const json::value* given = input.get_object().if_contains("seconds")) {
     if (!given->is_number()) {
-      throw std::invalid_argument("\"seconds\" must be a number, got " + json::serialize(*given));
+      throw std::invalid_argument("\"seconds\" must be a number, got " + sluice::to_json(*given));
     }
     seconds = *given;
   }
   const double amount = seconds.to_number<double>();
   if (!(amount >= 0 && amount <= kMaxSeconds)) {  // written so that NaN fails too
-    throw std::invalid_argument("\"seconds\" must be between 0 and 3600, got " + json::serialize(seconds));
+    throw std::invalid_argument("\"seconds\" must be between 0 and 3600, got " + sluice::to_json(seconds));
   }
 
   // A blocking handler cannot be interrupted from outside, so it checks for cancellation itself

@@ -39,26 +39,26 @@ std::vector<std::string> SplitWords(std::string_view text) {
 sluice::Task<void> EmitTokens(sluice::Job& job, sluice::Stream& out) {
   const json::value& input = job.input();
   if (!input.is_object()) {
-    throw std::invalid_argument("input must be a JSON object, got " + json::serialize(input));
+    throw std::invalid_argument("input must be a JSON object, got " + sluice::to_json(input));
   }
   const json::object& fields = input.get_object();
 
   std::string text = "hello from sluice";
   if (const json::value* given = fields.if_contains("text")) {
     if (!given->is_string()) {
-      throw std::invalid_argument("\"text\" must be a string, got " + json::serialize(*given));
+      throw std::invalid_argument("\"text\" must be a string, got " + sluice::to_json(*given));
     }
     text = given->get_string();
   }
   double delay_ms = 0;
   if (const json::value* given = fields.if_contains("delay_ms")) {
     if (!given->is_number()) {
-      throw std::invalid_argument("\"delay_ms\" must be a number, got " + json::serialize(*given));
+      throw std::invalid_argument("\"delay_ms\" must be a number, got " + sluice::to_json(*given));
     }
     delay_ms = given->to_number<double>();
     if (!(delay_ms >= 0 && delay_ms <= kMaxDelayMs)) {  // written so that NaN fails too
       throw std::invalid_argument("\"delay_ms\" must be between 0 and 60000, got " +
-                                  json::serialize(*given));
+                                  sluice::to_json(*given));
     }
   }
   const auto delay = std::chrono::duration_cast<std::chrono::steady_clock::duration>(

@@ -13,6 +13,7 @@
 
 #include <sluice/handler.hpp>
 #include <sluice/job.hpp>
+#include <sluice/json.hpp>
 #include <sluice/serverless.hpp>
 #include <sluice/stream.hpp>
 #include <sluice/task.hpp>

@@ -1,5 +1,7 @@
 #include "core/json_text.hpp"
 
+#include <sluice/json.hpp>
+
 #include <cmath>
 
 #include <fmt/format.h>
@@ -90,3 +92,7 @@ std::string ToJson(const json::value& value) {
 }
 
 }  // namespace sluice::core
+
+namespace sluice {
+std::string to_json(const boost::json::value& value) { return core::ToJson(value); }
+}  // namespace sluice

@@ -1,0 +1,52 @@
+# sluice — the two commands of the README, and the rest.
+#
+#   make run     install dependencies, build, run the example worker
+#   make test    install dependencies, build, run every test (ctest)
+#   make bench   build and run the benchmarks
+#   make test-asan / make test-tsan   the tests under AddressSanitizer+UBSan / ThreadSanitizer
+#
+# Every program lands in build/bin/. Sanitizer builds live in build-asan/ and build-tsan/.
+
+BUILD_DIR ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+# Tests under ThreadSanitizer: the concurrency core (scheduler, semaphore, pool, queue).
+TSAN_TESTS ?= Scheduler|AdjustableSemaphore|SlotCounter|BlockingPool|MemoryJobQueue|ConcurrencyController
+
+.PHONY: all deps build run test bench test-asan test-tsan clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps
+
+$(BUILD_DIR)/build.ninja:
+	cmake -S . -B $(BUILD_DIR) -G Ninja $(CMAKE_FLAGS)
+
+build: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+run: build
+	cd examples/echo && ../../$(BUILD_DIR)/bin/echo
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+bench: build
+	$(BUILD_DIR)/bin/sluice_bench
+
+test-asan: deps
+	cmake -S . -B build-asan -G Ninja -DSLUICE_SANITIZE=address,undefined -DSLUICE_BUILD_BENCHMARKS=OFF $(CMAKE_FLAGS)
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --output-on-failure -j $(JOBS) --timeout 600
+
+test-tsan: deps
+	cmake -S . -B build-tsan -G Ninja -DSLUICE_SANITIZE=thread -DSLUICE_BUILD_BENCHMARKS=OFF \
+		-DSLUICE_BUILD_EXAMPLES=OFF $(CMAKE_FLAGS)
+	cmake --build build-tsan -j $(JOBS) --target sluice_tests
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+		ctest --output-on-failure -j $(JOBS) --timeout 600 -R '$(TSAN_TESTS)'
+
+clean:
+	rm -rf $(BUILD_DIR) build-asan build-tsan
