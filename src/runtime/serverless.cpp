@@ -1,6 +1,7 @@
 // sluice::serverless::start — reads the command line, picks the mode, runs it.
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <variant>
 
 #include <boost/uuid/random_generator.hpp>
@@ -54,7 +55,13 @@ int start(Config config, int argc, char** argv) {
   if (options.serve_api) return NotAvailableYet("--rp_serve_api");
   if (!options.queue.empty()) return NotAvailableYet("--queue");
   if (options.test_input || std::getenv("RUNPOD_WEBHOOK_GET_JOB") == nullptr) {
-    return runtime::RunLocalTest(config, options, identity);
+    try {
+      return runtime::RunLocalTest(config, options, identity);
+    } catch (const std::exception& error) {
+      // Handler exceptions never get here (they fail the job); this is sluice's own failure.
+      log::Error("", "Uncaught exception | {}", error.what());
+      return 1;
+    }
   }
   return NotAvailableYet("RunPod production mode (RUNPOD_WEBHOOK_GET_JOB)");
 }
