@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -67,7 +68,9 @@ void CloseIfOpen(int& fd) {
 // Runs `program args...` in `cwd` with stdin on /dev/null, and collects stdout and stderr
 // separately. Both pipes are drained with poll() so a child that fills one while we wait on the
 // other cannot deadlock us; after kWatchdog the child is killed and `timed_out` is set.
-RunResult RunProgram(const fs::path& program, const std::vector<std::string>& args, const fs::path& cwd) {
+// With `interrupt_after` set, the child gets SIGINT once that much time has passed.
+RunResult RunProgram(const fs::path& program, const std::vector<std::string>& args, const fs::path& cwd,
+                     std::optional<std::chrono::milliseconds> interrupt_after = std::nullopt) {
   RunResult result;
 
   // Everything the child needs is built before fork(): between fork() and exec() only
@@ -113,7 +116,9 @@ RunResult RunProgram(const fs::path& program, const std::vector<std::string>& ar
     return result;
   }
 
-  const auto deadline = std::chrono::steady_clock::now() + kWatchdog;
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline = started + kWatchdog;
+  bool interrupted = false;
   int readers[2] = {out_pipe[0], err_pipe[0]};
   std::string* sinks[2] = {&result.out, &result.err};
   while (readers[0] >= 0 || readers[1] >= 0) {
@@ -124,9 +129,20 @@ RunResult RunProgram(const fs::path& program, const std::vector<std::string>& ar
       ::kill(pid, SIGKILL);
       break;
     }
+    auto wait = left;
+    if (interrupt_after && !interrupted) {
+      const auto until_interrupt = std::chrono::duration_cast<std::chrono::milliseconds>(
+          started + *interrupt_after - std::chrono::steady_clock::now());
+      if (until_interrupt <= 0ms) {
+        ::kill(pid, SIGINT);
+        interrupted = true;
+      } else {
+        wait = std::min(wait, until_interrupt);
+      }
+    }
     pollfd fds[2];
     for (int i = 0; i < 2; ++i) fds[i] = {.fd = readers[i], .events = POLLIN, .revents = 0};
-    const int ready = ::poll(fds, 2, static_cast<int>(left.count()));
+    const int ready = ::poll(fds, 2, static_cast<int>(wait.count()));
     if (ready < 0) {
       if (errno == EINTR) continue;
       ADD_FAILURE() << "poll failed: " << std::strerror(errno);
@@ -322,6 +338,30 @@ TEST(Examples, MissingTestInputFileFails) {
 
   EXPECT_EQ(run.exit_code, 1) << Describe(run);
   EXPECT_NE(run.err.find("test_input.json not found"), std::string::npos) << Describe(run);
+}
+
+TEST(Examples, SigintCancelsTheJobAndExitsZeroAsRunpodDoes) {
+  const auto start = std::chrono::steady_clock::now();
+  const RunResult run = RunProgram(BinaryPath("concurrent_handler"),
+                                   {"--test_input", R"({"input":{"delay":30}})"},
+                                   ExampleDir("concurrent_handler"), 500ms);
+  ASSERT_FALSE(run.timed_out) << Describe(run);
+  EXPECT_EQ(run.exit_code, 0) << Describe(run);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s) << "the 30 s job was not cancelled";
+  EXPECT_EQ(FinalResult(run), json::object{}) << Describe(run);
+  EXPECT_NE(run.err.find("SIGINT received. Shutting down."), std::string::npos) << Describe(run);
+  EXPECT_NE(run.err.find("local_test | Job cancelled."), std::string::npos) << Describe(run);
+}
+
+TEST(Examples, ATimedOutJobPrintsItsErrorAndExitsOne) {
+  const RunResult run =
+      RunExample("io_threads", {"--execution-timeout", "0.2", "--test_input", R"({"input":{"seconds":30}})"});
+  ASSERT_FALSE(run.timed_out) << Describe(run);
+  EXPECT_EQ(run.exit_code, 1) << Describe(run);
+  const std::vector<json::value> lines = JsonLines(run);
+  ASSERT_EQ(lines.size(), 1u) << Describe(run);
+  EXPECT_EQ(lines[0], json::parse(R"({"error":"job timed out: execution timeout of 200 ms exceeded"})"))
+      << Describe(run);
 }
 
 TEST(Examples, UnknownFlagIsAUsageError) {

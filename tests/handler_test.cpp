@@ -1,4 +1,5 @@
 // The Handler type accepts every documented shape and runs it where it belongs.
+#include <functional>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -20,6 +21,12 @@ TEST(Handler, FunctionsOfEveryShape) {
   EXPECT_EQ(sluice::Handler(BlockingStreaming).kind(), Kind::kBlockingStreaming);
   EXPECT_TRUE(sluice::Handler(Streaming).is_streaming());
   EXPECT_FALSE(sluice::Handler());
+}
+
+TEST(Handler, NullCallablesAreNoHandler) {
+  json::value (*null_function)(sluice::Job&) = nullptr;
+  EXPECT_FALSE(sluice::Handler(null_function));
+  EXPECT_FALSE(sluice::Handler(std::function<json::value(sluice::Job&)>()));
 }
 
 TEST(Handler, LambdasReturningAnythingJsonCanHold) {

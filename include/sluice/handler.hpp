@@ -41,6 +41,11 @@ struct is_task<boost::asio::awaitable<T, E>> : std::true_type {
   using value_type = T;
 };
 
+template <class T>
+struct is_std_function : std::false_type {};
+template <class Signature>
+struct is_std_function<std::function<Signature>> : std::true_type {};
+
 template <class R>
 concept JsonResult = std::is_void_v<R> || std::constructible_from<boost::json::value, R>;
 }  // namespace detail
@@ -78,6 +83,10 @@ class Handler {
   template <class F>
   static Variant Wrap(F&& function) {
     using Fn = std::decay_t<F>;
+    // A null function pointer or an empty std::function is no handler at all.
+    if constexpr (std::is_pointer_v<std::remove_reference_t<F>> || detail::is_std_function<Fn>::value) {
+      if (!function) return std::monostate{};
+    }
     if constexpr (std::is_invocable_v<Fn&, Job&, Stream&>) {
       using R = std::invoke_result_t<Fn&, Job&, Stream&>;
       if constexpr (std::is_void_v<R>) {

@@ -47,13 +47,15 @@ class Job {
   /// hide the final result.
   void progress(boost::json::value update);
 
-  /// True once the job has been cancelled or has run past its execution timeout. Blocking handlers
-  /// poll it (or register a `std::stop_callback` on `stop_token()`) and return early; whatever they
-  /// return afterwards is discarded. Coroutine handlers are interrupted at their next `co_await`
-  /// without having to ask.
+  /// True once the job is over before its handler returned: cancelled, past its execution timeout,
+  /// or failed by an error chunk of its stream. Blocking handlers poll it (or register a
+  /// `std::stop_callback` on `stop_token()`) and return early; whatever they return afterwards is
+  /// discarded. Coroutine handlers are interrupted at their next `co_await` without having to ask
+  /// (see sluice/task.hpp).
   bool cancelled() const noexcept;
 
-  /// A token that is stopped when `cancelled()` becomes true.
+  /// A token that is stopped when `cancelled()` becomes true. Stop callbacks run on the thread that
+  /// cancels, often an I/O thread: keep them short (set a flag, signal a condition).
   std::stop_token stop_token() const noexcept;
 
  private:

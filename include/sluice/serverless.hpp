@@ -4,10 +4,10 @@
 //     return sluice::serverless::start({.handler = my_handler}, argc, argv);
 //   }
 //
-// `start` reads the command line and the environment, picks the mode (docs/cli.md) and serves
-// until that mode ends: local test mode runs one job and returns; the servers return after a
-// graceful drain on SIGTERM or SIGINT. Its result is the process exit code: 0 on success, 1 when the
-// job or the worker failed, 2 for a command-line error. Call it once per process, from `main`.
+// `start` reads the command line and the environment, picks the mode (docs/cli.md) and runs it
+// until it ends: local test mode runs one job and returns (SIGINT or SIGTERM cancels the job).
+// Its result is the process exit code: 0 on success, 1 when the job or the worker failed, 2 for a
+// command-line error. Call it once per process, from `main`.
 #pragma once
 
 #include <functional>

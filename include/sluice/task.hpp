@@ -6,9 +6,12 @@
 // once, so its own locals need no locking; state shared between jobs still does.
 //
 // Cancellation: when a job is cancelled or times out, the coroutine is interrupted at its next
-// `co_await` of an asynchronous operation, which throws `boost::system::system_error` carrying
-// `boost::asio::error::operation_aborted`. Let it propagate (catch it only to clean up and rethrow):
-// the job then ends CANCELLED or TIMED_OUT rather than FAILED.
+// `co_await`, which throws `boost::system::system_error` carrying
+// `boost::asio::error::operation_aborted`. Let it propagate: the job has already been reported
+// CANCELLED or TIMED_OUT. This is Asio's own per-operation cancellation, so the job's cancellation
+// slot is the one `co_await boost::asio::this_coro::cancellation_state` gives. After it, every
+// further `co_await` throws at once too; cleanup that must itself await first calls
+// `co_await boost::asio::this_coro::reset_cancellation_state();`.
 #pragma once
 
 #include <chrono>

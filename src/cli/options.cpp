@@ -37,10 +37,14 @@ std::variant<WorkerOptions, ExitNow> ParseCommandLine(int argc, const char* cons
   app.allow_extras(false);
   app.get_formatter()->column_width(34);
 
-  std::string log_level;
-  if (const char* value = std::getenv("RUNPOD_LOG_LEVEL")) log_level = value;
-  else if (const char* debug = std::getenv("RUNPOD_DEBUG_LEVEL")) log_level = debug;
-  else log_level = "DEBUG";
+  // An empty variable counts as unset, here as for every variable sluice reads.
+  auto env = [](const char* name) -> const char* {
+    const char* value = std::getenv(name);
+    return value != nullptr && *value != '\0' ? value : nullptr;
+  };
+  std::string log_level = "DEBUG";
+  if (const char* value = env("RUNPOD_LOG_LEVEL")) log_level = value;
+  else if (const char* debug = env("RUNPOD_DEBUG_LEVEL")) log_level = debug;
   std::string log_format = "text";
   std::string test_input;
   double max_body_bytes = 0;
@@ -102,7 +106,7 @@ std::variant<WorkerOptions, ExitNow> ParseCommandLine(int argc, const char* cons
   }
   options.log_level = *level;
   options.log_format = log_format == "json" ? log::Format::kJson : log::Format::kText;
-  if (app.count("--test_input") > 0 || std::getenv("SLUICE_TEST_INPUT") != nullptr) {
+  if (app.count("--test_input") > 0 || env("SLUICE_TEST_INPUT") != nullptr) {
     options.test_input = test_input;
   }
   if (max_body_bytes > 0) options.max_body_bytes = static_cast<std::size_t>(max_body_bytes);

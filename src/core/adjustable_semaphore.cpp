@@ -103,6 +103,11 @@ std::size_t AdjustableSemaphore::in_use() const {
   return counter_.in_use();
 }
 
+std::size_t AdjustableSemaphore::available() const {
+  std::lock_guard lock(mutex_);
+  return acquirers_.empty() ? counter_.available() : 0;
+}
+
 std::size_t AdjustableSemaphore::waiting() const {
   std::lock_guard lock(mutex_);
   return acquirers_.size();

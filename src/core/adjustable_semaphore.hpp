@@ -90,6 +90,8 @@ class AdjustableSemaphore {
 
   std::size_t capacity() const;
   std::size_t in_use() const;
+  /// Slots free right now for a newcomer: 0 while anyone waits.
+  std::size_t available() const;
   std::size_t waiting() const;
 
  private:

@@ -17,14 +17,17 @@ void BlockingPool::Shutdown() {
 
 void BlockingPool::Submit(std::function<void()> task, std::function<void()> then) {
   std::unique_lock lock(mutex_);
-  tasks_.push_back({std::move(task), std::move(then)});
   // Every queued task needs a thread of its own: a blocking handler never yields its thread.
-  if (idle_ >= tasks_.size()) {
+  if (idle_ >= tasks_.size() + 1) {
+    tasks_.push_back({std::move(task), std::move(then)});
     lock.unlock();
     ready_.notify_one();
     return;
   }
+  // Start the thread before queueing: if it cannot be created, this throws and the task is not
+  // left behind to run later. The new thread waits for the lock we hold.
   threads_.emplace_back([this] { WorkerLoop(); });
+  tasks_.push_back({std::move(task), std::move(then)});
 }
 
 std::size_t BlockingPool::thread_count() const {

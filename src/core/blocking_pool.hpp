@@ -29,6 +29,7 @@ class BlockingPool {
   /// Runs `task` on a pool thread, starting a new thread if none is idle, then `then` on the same
   /// thread once it counts as idle again: work that `then` makes possible (the scheduler gives
   /// the job's slot back there) reuses this thread instead of starting another. Neither may throw.
+  /// Throws std::system_error, having queued nothing, if a needed thread cannot be started.
   void Submit(std::function<void()> task, std::function<void()> then = nullptr);
 
   /// Runs every task already submitted, then joins all threads. Idempotent; must not be called

@@ -53,12 +53,15 @@ class JobSource {
 
   /// Waits until at least one job is available, then returns between 1 and `max_jobs` of them
   /// (`max_jobs` >= 1). Returns an empty vector once the source is exhausted: no job will ever
-  /// come again, and the scheduler drains and stops. Called by one coroutine at a time.
+  /// come again, and the scheduler drains and stops. Called by one coroutine at a time. A source
+  /// must not hand out a job whose id is still running: such a second delivery is dropped.
   virtual Task<std::vector<JobRequest>> Take(std::size_t max_jobs) = 0;
 };
 
 /// Where the scheduler reports. Calls for one job come in this order: `OnStarted`, then any number
 /// of `OnProgress`/`OnChunk`, then exactly one `OnFinished`, after which none comes for that job.
+/// A job cancelled after it was taken but before it started gets only `OnFinished` (CANCELLED).
+/// Implementations must not throw (the scheduler logs and ignores it if one does).
 /// Calls for different jobs come concurrently from any thread, so implementations are thread-safe.
 /// They should return quickly: they run on the I/O threads or the handler's pool thread.
 class ResultSink {

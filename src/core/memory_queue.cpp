@@ -53,6 +53,11 @@ std::size_t MemoryJobQueue::size() const {
   return jobs_.size();
 }
 
+bool MemoryJobQueue::has_waiting_take() const {
+  std::lock_guard lock(mutex_);
+  return waiter_.has_value();
+}
+
 Task<std::vector<JobRequest>> MemoryJobQueue::Take(std::size_t max_jobs) {
   for (;;) {
     {

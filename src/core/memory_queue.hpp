@@ -36,6 +36,9 @@ class MemoryJobQueue final : public JobSource {
 
   std::size_t size() const;
 
+  /// Whether a Take is parked waiting for a job (for tests that need that moment).
+  bool has_waiting_take() const;
+
   Task<std::vector<JobRequest>> Take(std::size_t max_jobs) override;
 
  private:

@@ -124,6 +124,10 @@ std::string PythonJsonString(std::string_view utf8) {
         valid = (continuation & 0xC0) == 0x80;
         code_point = (code_point << 6) | (continuation & 0x3Fu);
       }
+      // Overlong forms, surrogates and values past U+10FFFF are invalid too.
+      const unsigned minimum = length == 2 ? 0x80 : length == 3 ? 0x800 : 0x10000;
+      valid = valid && byte < 0xF8 && code_point >= minimum && code_point <= 0x10FFFF &&
+              !(code_point >= 0xD800 && code_point <= 0xDFFF);
       if (!valid) {
         AppendCodePoint(out, 0xFFFD);
         continue;

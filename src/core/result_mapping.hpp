@@ -55,8 +55,9 @@ inline bool IsFailure(const boost::json::object& result) {
   return it != result.end() && IsTruthy(it->value());
 }
 
-/// Python's `str()` of a JSON value, as runpod-python applies it to a streamed chunk's `error`:
-/// a string as itself, anything else as compact JSON.
+/// The text of a streamed chunk's `error`, where runpod-python applies `str()`: a string as
+/// itself; anything else as compact JSON (Python would print its repr, `{'a': 1}`, which no
+/// client can parse).
 std::string PythonStr(const boost::json::value& value);
 
 }  // namespace sluice::core

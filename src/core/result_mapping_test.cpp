@@ -98,6 +98,8 @@ TEST(PythonJsonString, EscapesLikeJsonDumps) {
   EXPECT_EQ(PythonJsonString("caf\xC3\xA9"), R"("caf\u00e9")");
   EXPECT_EQ(PythonJsonString("\xF0\x9F\x98\x80"), R"("\ud83d\ude00")");
   EXPECT_EQ(PythonJsonString("bad\xFF"), R"("bad\ufffd")");
+  EXPECT_EQ(PythonJsonString("\xC0\x80"), R"("\ufffd\ufffd")") << "overlong NUL";
+  EXPECT_EQ(PythonJsonString("\xF8\x88\x80\x80\x80"), R"("\ufffd\ufffd\ufffd\ufffd\ufffd")");
 }
 
 TEST(PythonStr, StringsAsThemselvesOthersAsJson) {

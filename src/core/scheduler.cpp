@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <stop_token>
@@ -11,7 +12,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -69,8 +70,12 @@ class JobRun : public std::enable_shared_from_this<JobRun> {
   // The completion of the co_spawn: it holds the JobRun, whose signal_ the coroutine's
   // cancellation state points into, until the spawned thread of execution has fully ended.
   static auto KeepAlive(std::shared_ptr<JobRun> self) {
-    return [self = std::move(self)](std::exception_ptr) {};
+    return [self = std::move(self)](std::exception_ptr thrown) {
+      if (thrown) self->OnUncaught();
+    };
   }
+  // Guard catches everything the handler throws, so an exception here is sluice's own failure.
+  void OnUncaught();
   static Task<void> GuardStream(std::shared_ptr<JobRun> self, Task<void> handler_task);
   // Reports the outcome once; later calls do nothing. Returns whether this call reported.
   bool Finish(JobOutcome outcome);
@@ -95,6 +100,7 @@ class JobRun : public std::enable_shared_from_this<JobRun> {
   // co_awaits before and after the coroutine outside any try block, so a cancellation emitted in
   // those windows would escape as an exception and terminate the process.
   bool accepts_cancellation_ = false;
+  bool started_ = false;
   std::optional<asio::steady_timer> timeout_timer_;
 
   std::mutex mutex_;
@@ -135,7 +141,9 @@ class Scheduler::Impl : public std::enable_shared_from_this<Scheduler::Impl> {
   Task<void> Dispatch();
   void Ticker();
   void UpdateLimit();
-  void Launch(JobRequest request);
+  // Moves the backlog's first job into the running registry and starts it, holding a slot the
+  // caller acquired. Returns false, using no slot, when the backlog is empty.
+  bool LaunchNext();
 
   // Called by JobRun.
   void OnFinished(const detail::JobRun& run, JobOutcome outcome);
@@ -149,11 +157,28 @@ class Scheduler::Impl : public std::enable_shared_from_this<Scheduler::Impl> {
     {
       std::lock_guard lock(running_mutex_);
       auto it = running_.find(job_id);
-      if (it == running_.end()) return false;
-      run = it->second;
+      if (it != running_.end()) run = it->second;
     }
+    if (!run) return CancelQueued(job_id);
     run->RequestCancel(JobStatus::kCancelled);
     return true;
+  }
+  bool CancelQueued(std::string_view job_id);
+
+  void Warn(const std::string& warning) const {
+    if (options_.warn) options_.warn(warning);
+  }
+
+  // Sinks must not throw; if one does anyway, the job still ends and its slot is still released.
+  template <class Call>
+  void CallSink(Call&& call) noexcept {
+    try {
+      call();
+    } catch (const std::exception& e) {
+      Warn(fmt::format("result sink threw (a bug in the sink): {}", e.what()));
+    } catch (...) {
+      Warn("result sink threw a non-standard exception (a bug in the sink)");
+    }
   }
 
   std::vector<std::string> RunningIds() const {
@@ -184,6 +209,9 @@ class Scheduler::Impl : public std::enable_shared_from_this<Scheduler::Impl> {
   bool dispatching_ = false;   // only on dispatch_strand_
 
   mutable std::mutex running_mutex_;
+  // Jobs taken from the source and not yet started: briefly each one, longer when the limit fell
+  // while the dispatcher waited in Take.
+  std::deque<JobRequest> backlog_;  // guarded by running_mutex_
   std::unordered_map<std::string_view, std::shared_ptr<detail::JobRun>, StringHash> running_;  // guarded by running_mutex_
 };
 
@@ -214,40 +242,93 @@ Task<void> Scheduler::Impl::Dispatch() {
   for (;;) {
     UpdateLimit();
     co_await semaphore_.async_acquire(asio::use_awaitable);
-    const std::size_t granted = 1 + semaphore_.acquire_up_to(max_take - 1);
+    // Ask for as many jobs as there are free slots now, but hold only one slot while the source
+    // makes us wait: if the limit drops meanwhile, the jobs beyond the first wait for slots of
+    // their own instead of all starting at once.
+    const std::size_t wanted = std::min(max_take, 1 + semaphore_.available());
     std::vector<JobRequest> jobs;
     try {
-      jobs = co_await source_.Take(granted);
+      jobs = co_await source_.Take(wanted);
     } catch (const std::exception& e) {
-      if (options_.warn) options_.warn(fmt::format("job source failed, no more jobs taken: {}", e.what()));
+      Warn(fmt::format("job source failed, no more jobs taken: {}", e.what()));
     }
-    if (jobs.size() < granted) semaphore_.release(granted - jobs.size());
-    if (jobs.empty()) break;
-    for (JobRequest& job : jobs) Launch(std::move(job));
+    if (jobs.empty()) {
+      semaphore_.release();
+      break;
+    }
+    // Every taken job is parked in the backlog first, where Cancel finds it, and leaves it only
+    // to be registered as running, under the same lock: no moment where a job is in neither.
+    {
+      std::lock_guard lock(running_mutex_);
+      for (JobRequest& job : jobs) backlog_.push_back(std::move(job));
+    }
+    std::size_t slots = 1 + semaphore_.acquire_up_to(jobs.size() - 1);
+    for (;;) {
+      while (slots > 0 && LaunchNext()) --slots;
+      if (slots > 0) {  // the backlog ran dry (jobs in it were cancelled)
+        semaphore_.release(slots);
+        break;
+      }
+      {
+        std::lock_guard lock(running_mutex_);
+        if (backlog_.empty()) break;
+      }
+      // The limit fell while we waited in Take: the rest wait here for a slot each.
+      UpdateLimit();
+      co_await semaphore_.async_acquire(asio::use_awaitable);
+      slots = 1;
+    }
   }
   dispatching_ = false;
   ticker_.cancel();
   co_await semaphore_.async_wait_idle(asio::use_awaitable);
 }
 
-void Scheduler::Impl::Launch(JobRequest request) {
+bool Scheduler::Impl::LaunchNext() {
+  asio::any_io_executor executor = options_.io_threads > 1
+                                       ? asio::any_io_executor(asio::make_strand(io_))
+                                       : asio::any_io_executor(io_.get_executor());
+  std::shared_ptr<detail::JobRun> run;
+  std::optional<std::chrono::steady_clock::duration> timeout;
+  bool registered = false;
+  {
+    std::lock_guard lock(running_mutex_);
+    if (backlog_.empty()) return false;
+    timeout = backlog_.front().execution_timeout;
+    run = std::make_shared<detail::JobRun>(shared_from_this(), std::move(backlog_.front()), executor);
+    backlog_.pop_front();
+    registered = running_.try_emplace(run->id(), run).second;  // the key views the run's own id
+  }
   const std::size_t held = slots_held_.fetch_add(1, std::memory_order_relaxed) + 1;
   std::size_t peak = peak_slots_held_.load(std::memory_order_relaxed);
   while (held > peak && !peak_slots_held_.compare_exchange_weak(peak, held)) {
   }
-  auto timeout = request.execution_timeout;
-  asio::any_io_executor executor = options_.io_threads > 1
-                                       ? asio::any_io_executor(asio::make_strand(io_))
-                                       : asio::any_io_executor(io_.get_executor());
-  auto run = std::make_shared<detail::JobRun>(shared_from_this(), std::move(request),
-                                              std::move(executor));
-  {
-    std::lock_guard lock(running_mutex_);
-    running_.try_emplace(run->id(), run);  // the key views the JobRun's own id
+  if (!registered) {
+    // The job is running already (a redelivery): its one outcome will be reported by that run.
+    Warn(fmt::format("job {} is already running; the second delivery is dropped", run->id()));
+    ReleaseSlot();
+    return true;
   }
   running_count_.fetch_add(1, std::memory_order_relaxed);
-  sink_.OnStarted(run->id());
-  run->Start(timeout);
+  CallSink([&] { sink_.OnStarted(run->id()); });
+  // Start runs on the job's own executor, like a Cancel does, so the two never overlap; a Cancel
+  // that comes first only marks the job, and Start then reports it.
+  asio::dispatch(executor, [run, timeout] { run->Start(timeout); });
+  return true;
+}
+
+bool Scheduler::Impl::CancelQueued(std::string_view job_id) {
+  std::optional<JobRequest> cancelled;
+  {
+    std::lock_guard lock(running_mutex_);
+    auto it = std::find_if(backlog_.begin(), backlog_.end(),
+                           [&](const JobRequest& job) { return job.id == job_id; });
+    if (it == backlog_.end()) return false;
+    cancelled = std::move(*it);
+    backlog_.erase(it);
+  }
+  CallSink([&] { sink_.OnFinished(cancelled->id, {JobStatus::kCancelled, {}}); });
+  return true;
 }
 
 void Scheduler::Impl::OnFinished(const detail::JobRun& run, JobOutcome outcome) {
@@ -257,7 +338,7 @@ void Scheduler::Impl::OnFinished(const detail::JobRun& run, JobOutcome outcome) 
     if (it != running_.end() && it->second.get() == &run) running_.erase(it);
   }
   running_count_.fetch_sub(1, std::memory_order_relaxed);
-  sink_.OnFinished(run.id(), std::move(outcome));
+  CallSink([&] { sink_.OnFinished(run.id(), std::move(outcome)); });
 }
 
 Scheduler::Scheduler(asio::io_context& io, Handler handler, JobSource& source, ResultSink& sink,
@@ -307,7 +388,7 @@ const std::string& JobRun::worker_id() const noexcept { return owner_->options_.
 void JobRun::Progress(json::value update) {
   std::lock_guard lock(mutex_);
   if (finished_ || cancelled()) return;  // a cancelled job is over, even before it is reported
-  owner_->sink_.OnProgress(id_, update);
+  owner_->CallSink([&] { owner_->sink_.OnProgress(id_, update); });
 }
 
 bool JobRun::Chunk(json::value chunk) {
@@ -325,14 +406,16 @@ bool JobRun::Chunk(json::value chunk) {
       return false;
     }
   }
-  owner_->sink_.OnChunk(id_, chunk);
+  owner_->CallSink([&] { owner_->sink_.OnChunk(id_, chunk); });
   if (owner_->options_.aggregate_stream) chunks_.push_back(std::move(chunk));
   return true;
 }
 
 void JobRun::Start(std::optional<std::chrono::steady_clock::duration> timeout) {
   auto self = shared_from_this();
+  started_ = true;
   timeout_ = timeout;
+  if (cancelled()) return Complete(nullptr, nullptr);  // cancelled before it could start
   if (timeout) {
     timeout_timer_.emplace(strand_, *timeout);
     timeout_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
@@ -417,6 +500,8 @@ Task<void> JobRun::GuardStream(std::shared_ptr<JobRun> self, Task<void> handler_
   self->Complete(thrown, nullptr);
 }
 
+void JobRun::OnUncaught() { owner_->Warn(fmt::format("job {}: its coroutine ended with an uncaught exception", id_)); }
+
 void JobRun::RequestCancel(JobStatus status) {
   asio::post(strand_, [self = shared_from_this(), status] { self->CancelOnStrand(status); });
 }
@@ -425,6 +510,7 @@ void JobRun::CancelOnStrand(JobStatus status) {
   if (stop_.stop_requested()) return;
   cancel_status_.store(status);
   stop_.request_stop();
+  if (!started_) return;  // Start has not run yet; it reports the cancellation itself
   if (timeout_timer_) timeout_timer_->cancel();
   Finish(CancelOutcome());
   if (accepts_cancellation_) signal_.emit(asio::cancellation_type::terminal);

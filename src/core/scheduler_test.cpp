@@ -148,6 +148,15 @@ class Harness {
 
   Scheduler& scheduler() { return scheduler_; }
   RecordingSink& sink() { return sink_; }
+  void WaitUntilTakeWaits() {
+    const auto deadline = Clock::now() + 10s;
+    while (!queue_.has_waiting_take() && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+    ASSERT_TRUE(queue_.has_waiting_take()) << "watchdog";
+  }
+  template <class Function>
+  void Post(Function function) {
+    asio::post(io_, std::move(function));
+  }
 
  private:
   asio::io_context io_;
@@ -463,6 +472,109 @@ TEST(Scheduler, ModifierGrowsAndShrinksTheLimitWhileBusyWithoutPreempting) {
   EXPECT_EQ(concurrent_modifier_calls.load(), 0);
   EXPECT_GT(modifier_calls.load(), 8);
   EXPECT_EQ(cancelled_or_failed.load(), 0);
+}
+
+TEST(Scheduler, ABurstAfterTheLimitFellWhileIdleStillRespectsIt) {
+  std::atomic<int> target{8};
+  Occupancy occupancy;
+  Harness harness(
+      [&](Job&) -> Task<json::value> {
+        occupancy.Enter();
+        co_await sleep_for(20ms);
+        occupancy.Leave();
+        co_return nullptr;
+      },
+      {.concurrency = 8,
+       .concurrency_modifier = [&](int) { return target.load(); },
+       .modifier_interval = 1ms});
+  harness.Start(2);
+  // Once the dispatcher waits in Take (asking for 8 jobs), the limit falls to 1.
+  harness.WaitUntilTakeWaits();
+  target = 1;
+  const auto deadline = Clock::now() + 10s;
+  while (harness.scheduler().limit() != 1 && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(harness.scheduler().limit(), 1);
+  harness.PushMany(8);
+  harness.Finish();
+  EXPECT_EQ(harness.sink().finished(), 8u);
+  EXPECT_EQ(occupancy.peak.load(), 1);
+}
+
+TEST(Scheduler, AJobWaitingForASlotCanBeCancelled) {
+  std::atomic<int> target{4};
+  std::atomic<bool> release{false};
+  Harness harness(
+      [&](Job&) -> Task<json::value> {
+        while (!release.load()) co_await sleep_for(1ms);
+        co_return nullptr;
+      },
+      {.concurrency = 4,
+       .concurrency_modifier = [&](int) { return target.load(); },
+       .modifier_interval = 1ms});
+  harness.Start();
+  harness.WaitUntilTakeWaits();  // asking for 4 jobs
+  target = 1;
+  const auto deadline = Clock::now() + 10s;
+  while (harness.scheduler().limit() != 1 && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  // Pushed from one handler on the I/O thread, so the waiting Take sees all three at once: job-0
+  // runs, job-1 and job-2 wait in the scheduler for a slot.
+  harness.Post([&] { harness.PushMany(3); });
+  ASSERT_TRUE(harness.sink().WaitForStarted("job-0", 10s));
+  EXPECT_TRUE(harness.scheduler().Cancel("job-2"));
+  ASSERT_TRUE(harness.sink().WaitForFinished(1, 10s));
+  EXPECT_EQ(harness.sink().outcome("job-2").status, JobStatus::kCancelled);
+  release = true;
+  harness.Finish();
+  EXPECT_EQ(harness.sink().outcome("job-1").status, JobStatus::kCompleted);
+  for (const auto& event : harness.sink().events()) {
+    EXPECT_FALSE(event.kind == "started" && event.job_id == "job-2") << "job-2 never started";
+  }
+}
+
+TEST(Scheduler, CancelRacingTheStartKeepsTheReportOrder) {
+  // The sink cancels each job from OnStarted, on two I/O threads: the cancel then races the
+  // job's start. Every job must still report started before finished, exactly once each.
+  class CancellingSink final : public ResultSink {
+   public:
+    Scheduler* scheduler = nullptr;
+    std::mutex mutex;
+    std::map<std::string, std::vector<std::string>> events;
+    std::atomic<int> finished{0};
+    void OnStarted(const std::string& id) override {
+      {
+        std::lock_guard lock(mutex);
+        events[id].push_back("started");
+      }
+      scheduler->Cancel(id);
+    }
+    void OnFinished(const std::string& id, JobOutcome outcome) override {
+      std::lock_guard lock(mutex);
+      events[id].push_back(std::string(ToString(outcome.status)));
+      ++finished;
+    }
+  };
+  asio::io_context io;
+  MemoryJobQueue queue;
+  CancellingSink sink;
+  Scheduler scheduler(io,
+                      [](Job&) -> Task<json::value> {
+                        co_await sleep_for(10s);
+                        co_return nullptr;
+                      },
+                      queue, sink, {.concurrency = 64, .io_threads = 2});
+  sink.scheduler = &scheduler;
+  for (int i = 0; i < 500; ++i) queue.Push(MakeJob(fmt::format("job-{}", i)));
+  queue.Close();
+  std::atomic<bool> done{false};
+  asio::co_spawn(io, scheduler.Run(), [&](std::exception_ptr) { done = true; });
+  std::thread second([&] { io.run_for(30s); });
+  io.run_for(30s);
+  second.join();
+  ASSERT_TRUE(done.load()) << "watchdog";
+  EXPECT_EQ(sink.finished.load(), 500);
+  for (const auto& [id, events] : sink.events) {
+    EXPECT_EQ(events, (std::vector<std::string>{"started", "CANCELLED"})) << id;
+  }
 }
 
 TEST(Scheduler, ABadOrThrowingModifierKeepsTheLimitAndJobsRun) {

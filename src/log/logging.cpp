@@ -25,7 +25,6 @@ std::string_view LevelName(Level level) {
     case Level::kInfo: return "INFO";
     case Level::kWarn: return "WARN";
     case Level::kError: return "ERROR";
-    case Level::kOff: return "OFF";
   }
   return "INFO";
 }
@@ -37,7 +36,6 @@ spdlog::level::level_enum ToSpdlog(Level level) {
     case Level::kInfo: return spdlog::level::info;
     case Level::kWarn: return spdlog::level::warn;
     case Level::kError: return spdlog::level::err;
-    case Level::kOff: return spdlog::level::off;
   }
   return spdlog::level::info;
 }

@@ -17,7 +17,7 @@
 
 namespace sluice::log {
 
-enum class Level { kTrace, kDebug, kInfo, kWarn, kError, kOff };
+enum class Level { kTrace, kDebug, kInfo, kWarn, kError };
 enum class Format { kText, kJson };
 
 /// Parses a `--rp_log_level` value (case-insensitive; WARNING is accepted for WARN).

@@ -1,6 +1,13 @@
 #include "runtime/test_mode.hpp"
 
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <cstdlib>
 #include <fstream>
+#include <thread>
+#include <vector>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -8,6 +15,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/json/parser.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/stream_parser.hpp>
@@ -27,6 +35,10 @@ using core::Result;
 using core::Status;
 
 namespace {
+
+// How long local test mode waits, after the job has ended, for a cancelled blocking handler to
+// return before the process exits without it.
+constexpr std::chrono::seconds kHandlerGracePeriod{5};
 
 // Line and column (1-based) of a byte offset, for parse errors people can find.
 std::string DescribePosition(std::string_view text, std::size_t offset) {
@@ -64,18 +76,21 @@ class PrintingSink final : public core::ResultSink {
     const std::string text = core::ToJson(outcome.result);
     if (outcome.status == core::JobStatus::kCompleted) {
       log::Info(job_id, "Job completed successfully.");
+    } else if (outcome.status == core::JobStatus::kCancelled) {
+      log::Warn(job_id, "Job cancelled.");
     } else {
-      log::Error(job_id, "Job {} failed ({}) with error: {}", job_id, core::ToString(outcome.status),
-                 text);
+      log::Error(job_id, "Job failed ({}) with error: {}", core::ToString(outcome.status), text);
     }
     Print(outcome.result);
     std::lock_guard lock(mutex_);
     outcome_ = std::move(outcome);
+    finished_.notify_all();
   }
 
-  std::optional<JobOutcome> outcome() {
-    std::lock_guard lock(mutex_);
-    return outcome_;
+  JobOutcome WaitForOutcome() {
+    std::unique_lock lock(mutex_);
+    finished_.wait(lock, [this] { return outcome_.has_value(); });
+    return *outcome_;
   }
 
  private:
@@ -88,6 +103,7 @@ class PrintingSink final : public core::ResultSink {
 
   std::FILE* out_;
   std::mutex mutex_;
+  std::condition_variable finished_;
   std::optional<JobOutcome> outcome_;  // guarded by mutex_
 };
 
@@ -122,11 +138,13 @@ Result<JobRequest> ParseTestRequest(std::string_view text) {
   }
   JobRequest job;
   auto id = request.find("id");
-  if (id != request.end() && id->value().is_string() && !id->value().get_string().empty()) {
-    job.id = std::string(id->value().get_string());
-  } else {
+  if (id == request.end() || id->value().is_null()) {
     job.id = "local_test";
     request["id"] = job.id;
+  } else if (id->value().is_string()) {
+    job.id = std::string(id->value().get_string());
+  } else {
+    job.id = core::ToJson(id->value());  // a numeric id, kept as given in the request
   }
   job.request = std::move(request);
   return job;
@@ -161,32 +179,65 @@ int RunLocalTest(const serverless::Config& config, const cli::WorkerOptions& opt
   }
   log::Debug(request->id, "Retrieved local job: {}", core::ToJson(request->request));
 
+  const std::string job_id = request->id;
   core::MemoryJobQueue queue;
   queue.Push(std::move(*request));
   queue.Close();
   PrintingSink sink(out);
 
-  boost::asio::io_context io;
+  const int io_threads = std::max(1, options.api_concurrency);
+  boost::asio::io_context io(io_threads);
   core::Scheduler scheduler(
       io, config.handler, queue, sink,
       {.concurrency = options.concurrency,
        .max_concurrency = options.max_concurrency,
        .concurrency_modifier = config.concurrency_modifier,
+       .io_threads = static_cast<std::size_t>(io_threads),
        .aggregate_stream = true,  // the final line lists every chunk, as the dev server does
        .refresh_worker = false,   // no effect in local mode, as in runpod-python
        .worker_id = identity.worker_id,
        .hostname = identity.hostname,
        .warn = [](const std::string& warning) { log::Warn("", "{}", warning); }});
-  boost::asio::co_spawn(io, scheduler.Run(), [](std::exception_ptr error) {
+
+  // SIGINT or SIGTERM cancels the job and ends the run with exit code 0, as runpod-python's
+  // SIGINT handler does.
+  std::atomic<bool> interrupted{false};
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int signal_number) {
+    if (ec) return;
+    interrupted = true;
+    log::Info("", "{} received. Shutting down.", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+    scheduler.Cancel(job_id);
+  });
+  std::atomic<bool> drained{false};
+  boost::asio::co_spawn(io, scheduler.Run(), [&](std::exception_ptr error) {
+    drained = true;
+    signals.cancel();
     if (error) std::rethrow_exception(error);
   });
-  io.run();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });
 
-  const std::optional<JobOutcome> outcome = sink.outcome();
-  const bool succeeded = outcome && outcome->status == core::JobStatus::kCompleted &&
-                         !core::IsFailure(outcome->result);
+  const JobOutcome outcome = sink.WaitForOutcome();
+  const int exit_code =
+      interrupted.load() || outcome.status == core::JobStatus::kCompleted ? 0 : 1;
+
+  // A job can end (cancelled, timed out) while its blocking handler still runs. The result is
+  // printed already; give the handler a moment to return, then exit without it.
+  const auto give_up_at = std::chrono::steady_clock::now() + kHandlerGracePeriod;
+  while (!drained.load() && std::chrono::steady_clock::now() < give_up_at) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (!drained.load()) {
+    log::Warn(job_id, "The handler has not returned {} s after the job ended; exiting without it.",
+              kHandlerGracePeriod.count());
+    std::fflush(out);
+    std::fflush(stderr);
+    std::_Exit(exit_code);
+  }
+  for (std::thread& thread : threads) thread.join();
   log::Info("", "Local testing complete, exiting.");
-  return succeeded ? 0 : 1;
+  return exit_code;
 }
 
 }  // namespace sluice::runtime

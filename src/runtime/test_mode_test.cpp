@@ -20,6 +20,13 @@ TEST(ParseTestRequest, KeepsItsOwnIdAndOtherMembers) {
   EXPECT_EQ(request->request.at("webhook"), "x");
 }
 
+TEST(ParseTestRequest, NonStringIdsAreKeptAsGiven) {
+  auto request = ParseTestRequest(R"({"id": 42, "input": 1})");
+  ASSERT_TRUE(request.ok());
+  EXPECT_EQ(request->id, "42");
+  EXPECT_EQ(request->request.at("id"), 42);
+}
+
 TEST(ParseTestRequest, MissingOrNullInputIsRejected) {
   for (const char* text : {R"({"nope": 1})", R"({"input": null})"}) {
     auto request = ParseTestRequest(text);
