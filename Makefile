@@ -10,8 +10,9 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
-# Tests under ThreadSanitizer: the concurrency core (scheduler, semaphore, pool, queue).
-TSAN_TESTS ?= Scheduler|AdjustableSemaphore|SlotCounter|BlockingPool|MemoryJobQueue|ConcurrencyController
+# Tests under ThreadSanitizer: the concurrency core (scheduler, semaphore, pool, queue) and the
+# HTTP server and client.
+TSAN_TESTS ?= Scheduler|AdjustableSemaphore|SlotCounter|BlockingPool|MemoryJobQueue|ConcurrencyController|HttpServer|HttpClient
 
 .PHONY: all deps build run test bench test-asan test-tsan clean
 
