@@ -96,8 +96,8 @@ core::Result<Target> ParseTarget(const std::string& url) {
   return target;
 }
 
-bool ContainsHeader(const std::vector<HttpHeader>& headers, std::string_view name) {
-  return std::any_of(headers.begin(), headers.end(), [&](const HttpHeader& header) {
+bool ContainsHeader(const std::vector<HeaderField>& headers, std::string_view name) {
+  return std::any_of(headers.begin(), headers.end(), [&](const HeaderField& header) {
     return beast::iequals(header.name, name);
   });
 }
@@ -135,10 +135,7 @@ struct Outcome {
 }  // namespace
 
 std::string_view ClientResponse::header(std::string_view name) const {
-  for (const HttpHeader& header : headers) {
-    if (beast::iequals(header.name, name)) return header.value;
-  }
-  return {};
+  return FindHeader(headers, name);
 }
 
 class Client::Impl : public std::enable_shared_from_this<Client::Impl> {
@@ -248,7 +245,7 @@ class Client::Impl : public std::enable_shared_from_this<Client::Impl> {
     if (!ContainsHeader(request.headers, "User-Agent") && !options_.user_agent.empty()) {
       message.set(bhttp::field::user_agent, options_.user_agent);
     }
-    for (const HttpHeader& header : request.headers) {
+    for (const HeaderField& header : request.headers) {
       if (beast::iequals(header.name, "Content-Length")) continue;  // set from the body below
       message.insert(header.name, header.value);
     }

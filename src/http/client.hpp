@@ -50,13 +50,9 @@
 #include <sluice/task.hpp>
 
 #include "core/status.hpp"
+#include "http/header_field.hpp"
 
 namespace sluice::http {
-
-struct HttpHeader {
-  std::string name;
-  std::string value;
-};
 
 struct ClientRequest {
   std::string method = "GET";
@@ -64,7 +60,7 @@ struct ClientRequest {
   std::string url;
   /// Sent in order, as given. Host and User-Agent are added unless present; Content-Length is
   /// always set from the body.
-  std::vector<HttpHeader> headers;
+  std::vector<HeaderField> headers;
   std::string body;
   /// For the whole exchange: resolve, connect, TLS handshake, write and read.
   std::chrono::steady_clock::duration timeout = std::chrono::seconds(30);
@@ -72,7 +68,7 @@ struct ClientRequest {
 
 struct ClientResponse {
   int status = 0;
-  std::vector<HttpHeader> headers;  // as received, in order
+  std::vector<HeaderField> headers;  // as received, in order
   std::string body;
 
   /// The first value of a header (case-insensitive name), or "" when absent.

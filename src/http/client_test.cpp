@@ -38,11 +38,11 @@ using ::testing::HasSubstr;
 struct RawRequest {
   std::string method;
   std::string target;
-  std::vector<HttpHeader> headers;
+  std::vector<HeaderField> headers;
   std::string body;
 
   std::string header(std::string_view name) const {
-    for (const HttpHeader& header : headers) {
+    for (const HeaderField& header : headers) {
       if (strcasecmp(header.name.c_str(), std::string(name).c_str()) == 0) return header.value;
     }
     return {};

@@ -89,12 +89,7 @@ void LogFailure(std::string_view what, std::exception_ptr failure) {
 
 }  // namespace
 
-std::string_view RequestHead::header(std::string_view name) const {
-  for (const auto& field : headers) {
-    if (beast::iequals(field.name, name)) return field.value;
-  }
-  return {};
-}
+std::string_view RequestHead::header(std::string_view name) const { return FindHeader(headers, name); }
 
 // ---------------------------------------------------------------------------------------------
 

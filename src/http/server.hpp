@@ -42,13 +42,9 @@
 #include <sluice/task.hpp>
 
 #include "core/status.hpp"
+#include "http/header_field.hpp"
 
 namespace sluice::http {
-
-struct HeaderField {
-  std::string name;
-  std::string value;
-};
 
 /// What is known of a request once its head is read: enough to route it and to pick its body limit.
 struct RequestHead {
