@@ -126,6 +126,21 @@ yes_no() { if [[ $1 == 1 ]]; then echo yes; else echo no; fi; }
 # The value of a number (or true/false) member of http_load's one-line JSON.
 json_number() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" <<<"$1"; }
 
+# Polls a worker's /health until no job is queued or running (30 s at most). Sets `health` to the
+# last answer and `idle_after` to the seconds it took, or to "not idle after 30 s".
+wait_until_idle() {
+  local port=$1 start=$EPOCHREALTIME tries
+  for (( tries = 0; tries < 300; tries++ )); do
+    health=$(curl -sf "http://127.0.0.1:$port/health" || true)
+    if [[ $health == *'"inProgress":0,'* && $health == *'"inQueue":0,'* ]]; then
+      idle_after=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", b - a }')
+      return 0
+    fi
+    sleep 0.1
+  done
+  idle_after="not idle after 30 s"
+}
+
 # ---------------------------------------------------------------------------------------------
 # 1. wrk against nginx and the echo worker
 
@@ -198,6 +213,11 @@ for route in /runsync /run /health; do
   nginx_rate=$wrk_rate nginx_p99=$wrk_p99
   run_wrk sluice "$method" "http://127.0.0.1:$echo_port$route"
   kill -0 "$echo_pid" 2>/dev/null || { tail -n 20 "$tmp/echo.log" >&2; fail "the echo worker died during wrk $route"; }
+  # /run leaves a queue behind; let it run out before the next measurement.
+  if [[ $route == /run ]]; then
+    wait_until_idle "$echo_port"
+    echo "  (the echo worker ran the jobs still queued after wrk in $idle_after: $health)"
+  fi
   ratio=$(awk -v a="$wrk_rate" -v b="$nginx_rate" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
   target=n/a
   if [[ $route == /runsync ]]; then
@@ -276,14 +296,10 @@ if [[ $BENCH_SKIP_MILLION != 1 ]]; then
   kill -0 "$million_pid" 2>/dev/null || { tail -n 20 "$tmp/million.log" >&2; fail "the echo worker died"; }
   million_kib=$(rss_kib "$million_pid" VmRSS)
   # Then until the queue is empty (30 s at most), for the RSS with every job run.
-  for (( tries = 0; tries < 300; tries++ )); do
-    health=$(curl -sf "http://127.0.0.1:$port/health" || true)
-    [[ $health == *'"inQueue":0,'* && $health == *'"inProgress":0'* ]] && break
-    sleep 0.1
-  done
+  wait_until_idle "$port"
   drained_kib=$(rss_kib "$million_pid" VmRSS)
   peak_kib=$(rss_kib "$million_pid" VmHWM)
-  echo "health after the run: $health"
+  echo "the queue ran out $idle_after after the last answer: $health"
   stop "$million_pid"
   million_ok=$(json_number "$million" ok)
   million_target=$(yes_no $(( million_kib < 300 * 1024 && drained_kib < 300 * 1024 && million_ok == BENCH_JOBS ? 1 : 0 )))
