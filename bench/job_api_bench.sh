@@ -300,13 +300,16 @@ if [[ $BENCH_SKIP_MILLION != 1 ]]; then
   drained_kib=$(rss_kib "$million_pid" VmRSS)
   peak_kib=$(rss_kib "$million_pid" VmHWM)
   echo "the queue ran out $idle_after after the last answer: $health"
+  # The store keeps at most --max-results results however young (docs/job-api.md).
+  kept=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '$1 == "sluice_results_kept" { print $2 }' || true)
+  echo "results kept: ${kept:-unknown} (sluice_results_kept)"
   stop "$million_pid"
   million_ok=$(json_number "$million" ok)
   million_target=$(yes_no $(( million_kib < 300 * 1024 && drained_kib < 300 * 1024 && million_ok == BENCH_JOBS ? 1 : 0 )))
-  printf 'RSS %s MiB after the last answer, %s MiB once the queue was empty (peak %s MiB); %s jobs accepted at %s/s (target under 300 MiB: %s)\n' \
+  printf 'RSS %s MiB after the last answer, %s MiB once the queue was empty (peak %s MiB); %s jobs accepted at %s/s, %s results kept (target under 300 MiB: %s)\n' \
     "$(mib "$million_kib")" "$(mib "$drained_kib")" "$(mib "$peak_kib")" "$(grouped "$million_ok")" \
-    "$(grouped "$(json_number "$million" rate)")" "$million_target"
-  million_row="| RSS after $(grouped "$BENCH_JOBS") /run jobs (result TTL 60 s) | $(mib "$million_kib") MiB ($(mib "$drained_kib") MiB drained, $(grouped "$(json_number "$million" rate)") jobs/s) | under 300 MiB | $million_target |"
+    "$(grouped "$(json_number "$million" rate)")" "${kept:-?}" "$million_target"
+  million_row="| RSS after $(grouped "$BENCH_JOBS") /run jobs (result TTL 60 s) | $(mib "$million_kib") MiB ($(mib "$drained_kib") MiB drained, $(grouped "$(json_number "$million" rate)") jobs/s, ${kept:-?} results kept) | under 300 MiB | $million_target |"
 fi
 
 # ---------------------------------------------------------------------------------------------
