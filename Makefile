@@ -1,6 +1,6 @@
 # sluice — the two commands of the README, and the rest.
 #
-#   make run     install dependencies, build, run the example worker
+#   make run     install dependencies, build, serve the example worker's job API on 127.0.0.1:8000
 #   make test    install dependencies, build, run every test (ctest)
 #   make bench   build and run the benchmarks
 #   make test-asan / make test-tsan   the tests under AddressSanitizer+UBSan / ThreadSanitizer
@@ -27,8 +27,14 @@ $(BUILD_DIR)/build.ninja:
 build: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# Serves examples/echo's job API on 127.0.0.1:8000 until Ctrl-C (docs/job-api.md).
 run: build
-	cd examples/echo && ../../$(BUILD_DIR)/bin/echo
+	@echo ''
+	@echo 'Serving examples/echo on http://127.0.0.1:8000 (Ctrl-C stops it). Try, from another terminal:'
+	@echo '  curl -s -X POST http://127.0.0.1:8000/runsync -d '"'"'{"input":{"hello":"world"}}'"'"''
+	@echo '  curl -s http://127.0.0.1:8000/health'
+	@echo ''
+	$(BUILD_DIR)/bin/echo --rp_serve_api --rp_api_host 127.0.0.1 --rp_api_port 8000 --concurrency 8
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
