@@ -310,8 +310,9 @@ Task<void> Connection::Serve() {
         response.status = 500;
         response.body = ErrorJson("internal error: " + *failure);
         co_await Send(std::move(response));
-      } else if (answer_ == Answer::kStreaming) {
-        // Without the last chunk the client sees the stream was cut, not complete.
+      } else {
+        // A stream without its last chunk shows the client it was cut; a response that threw
+        // while being written may be half sent. Either way only closing tells the client.
         co_return;
       }
     } else if (answer_ == Answer::kNone) {
