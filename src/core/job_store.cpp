@@ -107,8 +107,8 @@ class JobStore::Impl {
     });
   }
 
-  Task<std::uint64_t> Wait(std::string_view job_id, std::uint64_t seen, Clock::time_point deadline,
-                           bool until_ended);
+  Task<std::optional<JobView>> Wait(std::string_view job_id, std::uint64_t seen, Clock::time_point deadline,
+                                    bool until_ended);
 
   JobView ViewLocked(const JobRecord& job, bool with_result = true) const {
     JobView view;
@@ -145,7 +145,9 @@ class JobStore::Impl {
     ChangedLocked(job, deferred);
     finished_order_.push_back({now + options_.result_ttl, &job, job.version});
     ++retained_;
-    deferred.finished.push_back(ViewLocked(job));
+    // The listener needs the result only to send it to a webhook; copying it for every job would
+    // cost a JSON copy per job for nothing.
+    if (finish_listener_) deferred.finished.push_back(ViewLocked(job, !job.webhook.empty()));
   }
 
   void ExpireIfDueLocked(JobRecord& job, Clock::time_point now, Deferred& deferred) {
@@ -174,14 +176,12 @@ class JobStore::Impl {
     }
   }
 
+  // A version 4 UUID: 122 random bits. Submit retries in the (astronomically unlikely) case the
+  // id is taken.
   std::string NewIdLocked() {
-    for (;;) {
-      const std::uint64_t high = random_(), low = random_();
-      // A version 4 UUID: 122 random bits.
-      std::string id = fmt::format("{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}", high >> 32, (high >> 16) & 0xffff,
-                                   high & 0x0fff, 0x8000 | ((low >> 48) & 0x3fff), low & 0xffffffffffffULL);
-      if (!jobs_.contains(std::string_view(id))) return id;
-    }
+    const std::uint64_t high = random_(), low = random_();
+    return fmt::format("{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}", high >> 32, (high >> 16) & 0xffff, high & 0x0fff,
+                       0x8000 | ((low >> 48) & 0x3fff), low & 0xffffffffffffULL);
   }
 
   void EnqueueLocked(JobRecord& job) {
@@ -273,16 +273,18 @@ Result<std::string> JobStore::Submit(NewJob new_job) {
           fmt::format("the queue is full: {} jobs are waiting (--max-queue)", impl.queued_));
     }
     auto job = std::make_unique<JobRecord>();
-    job->id = impl.NewIdLocked();
     job->submitted_at = now;
     job->request = std::move(new_job.request);
     job->webhook = std::move(new_job.webhook);
     job->execution_timeout =
         new_job.execution_timeout ? new_job.execution_timeout : impl.options_.default_execution_timeout;
     if (new_job.ttl) job->queue_deadline = now + *new_job.ttl;
-    id = job->id;
     JobRecord& record = *job;
-    impl.jobs_.emplace(std::string_view(record.id), std::move(job));
+    do {
+      record.id = impl.NewIdLocked();
+    } while (!impl.jobs_.try_emplace(std::string_view(record.id), nullptr).second);
+    impl.jobs_.find(std::string_view(record.id))->second = std::move(job);
+    id = record.id;
     impl.EnqueueLocked(record);
     ++impl.counts_.submitted;
     waiter.swap(impl.take_waiter_);
@@ -402,53 +404,55 @@ std::optional<StreamRead> JobStore::ReadChunks(std::string_view job_id, std::opt
 }
 
 Task<std::uint64_t> JobStore::WaitForChange(std::string_view job_id, std::uint64_t seen, Clock::time_point deadline) {
-  co_return co_await impl_->Wait(job_id, seen, deadline, false);
+  const std::optional<JobView> job = co_await impl_->Wait(job_id, seen, deadline, false);
+  co_return job ? job->version : 0;
 }
 
-Task<std::uint64_t> JobStore::WaitForEnd(std::string_view job_id, Clock::time_point deadline) {
+Task<std::optional<JobView>> JobStore::WaitForEnd(std::string_view job_id, Clock::time_point deadline) {
   co_return co_await impl_->Wait(job_id, 0, deadline, true);
 }
 
 // The store is kept alive by the caller (it outlives every request), so `this` is safe here.
-Task<std::uint64_t> JobStore::Impl::Wait(std::string_view job_id, std::uint64_t seen, Clock::time_point deadline,
-                                         bool until_ended) {
-  Impl& impl = *this;
-  auto waiter = std::make_shared<ChangeWaiter>(co_await asio::this_coro::executor, until_ended);
+// Returns the job as it is when the wait ends, with its result only when waiting for the end.
+Task<std::optional<JobView>> JobStore::Impl::Wait(std::string_view job_id, std::uint64_t seen,
+                                                  Clock::time_point deadline, bool until_ended) {
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  std::shared_ptr<ChangeWaiter> waiter;
   {
-    Impl::Deferred deferred;
-    std::uint64_t version = 0;
-    bool parked = false;
+    Deferred deferred;
+    std::optional<JobView> view;
     {
-      std::lock_guard lock(impl.mutex_);
-      JobRecord* job = impl.FindLocked(job_id, impl.options_.now(), deferred);
+      std::lock_guard lock(mutex_);
+      JobRecord* job = FindLocked(job_id, options_.now(), deferred);
       if (job != nullptr) {
-        version = job->version;
-        const bool wait = until_ended ? !IsTerminal(job->status) : version == seen;
+        const bool wait = until_ended ? !IsTerminal(job->status) : job->version == seen;
         if (wait) {
+          waiter = std::make_shared<ChangeWaiter>(executor, until_ended);
           job->waiters.push_back(waiter);
-          parked = true;
+        } else {
+          view = ViewLocked(*job, until_ended);
         }
       }
     }
-    impl.Run(deferred);
-    if (!parked) co_return version;
+    Run(deferred);
+    if (!waiter) co_return view;
   }
   // The wake-up is posted to this coroutine's executor, so it runs only after this wait has
   // started, and cancels it; reaching the deadline ends it as well.
   waiter->timer.expires_at(deadline);
   co_await waiter->timer.async_wait(asio::as_tuple(asio::use_awaitable));
-  Impl::Deferred deferred;
-  std::uint64_t version = 0;
+  Deferred deferred;
+  std::optional<JobView> view;
   {
-    std::lock_guard lock(impl.mutex_);
-    JobRecord* job = impl.FindLocked(job_id, impl.options_.now(), deferred);
+    std::lock_guard lock(mutex_);
+    JobRecord* job = FindLocked(job_id, options_.now(), deferred);
     if (job != nullptr) {
-      version = job->version;
       std::erase(job->waiters, waiter);
+      view = ViewLocked(*job, until_ended);
     }
   }
-  impl.Run(deferred);
-  co_return version;
+  Run(deferred);
+  co_return view;
 }
 
 void JobStore::Close() {

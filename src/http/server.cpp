@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <tuple>
 #include <utility>
 
 #include <boost/asio/as_tuple.hpp>
@@ -152,7 +153,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Task<bool> SendChunk(std::string_view text);
   Task<bool> EndStream();
   bool started() const noexcept { return answer_ != Answer::kNone; }
-  bool client_gone() const noexcept { return client_gone_; }
+  // Feeds the buffered bytes to the parser; an error other than "need more".
+  error_code ParseBuffered(bhttp::request_parser<bhttp::string_body>& parser);
+  // Peeks at the socket (never reading from it) to learn whether the client has closed its side.
+  bool ClientGone() noexcept;
 
  private:
   enum class Answer { kNone, kComplete, kStreaming, kStreamEnded };
@@ -164,8 +168,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Task<bool> Write(Message& message);
   template <class Buffers>
   Task<bool> WriteBuffers(const Buffers& buffers);
-  void WatchClient();
-  void StopWatchingClient();
   void Close();
 
   const std::shared_ptr<Server::Impl> server_;
@@ -182,8 +184,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   unsigned request_version_ = 11;
   bool chunked_ = false;
   Answer answer_ = Answer::kNone;
-  // Counts handler runs, so that a client watch completing late is not taken for the next one.
-  std::uint64_t round_ = 0;
 };
 
 Task<void> Connection::Run(std::shared_ptr<Connection> self) {
@@ -224,8 +224,14 @@ Task<void> Connection::Serve() {
     // The limit is known only after the head; the parser would otherwise apply its 1 MB default
     // to the Content-Length while reading the head.
     parser.body_limit(boost::none);
-    stream_.expires_after(options_.header_timeout);
-    auto [head_ec, head_bytes] = co_await bhttp::async_read_header(stream_, buffer_, parser, kNoThrow);
+    // Parse what is buffered first: a request that arrived whole (the common case) is then read
+    // with no further trip through the I/O loop. Only a head that is still incomplete waits.
+    error_code head_ec = ParseBuffered(parser);
+    if (!head_ec && !parser.is_header_done()) {
+      stream_.expires_after(options_.header_timeout);
+      std::size_t head_bytes = 0;
+      std::tie(head_ec, head_bytes) = co_await bhttp::async_read_header(stream_, buffer_, parser, kNoThrow);
+    }
     if (head_ec == bhttp::error::header_limit) {
       co_await RejectAndClose(431, fmt::format("request header is over the limit of {} bytes",
                                                options_.max_header_bytes));
@@ -266,8 +272,13 @@ Task<void> Connection::Serve() {
     }
     if (!parser.is_done()) {
       parser.body_limit(limit);  // chunked bodies are checked as they arrive
-      stream_.expires_after(options_.body_timeout);
-      auto [body_ec, body_bytes] = co_await bhttp::async_read(stream_, buffer_, parser, kNoThrow);
+      parser.eager(true);
+      error_code body_ec = ParseBuffered(parser);
+      if (!body_ec && !parser.is_done()) {
+        stream_.expires_after(options_.body_timeout);
+        std::size_t body_bytes = 0;
+        std::tie(body_ec, body_bytes) = co_await bhttp::async_read(stream_, buffer_, parser, kNoThrow);
+      }
       if (body_ec == bhttp::error::body_limit) {
         co_await RejectAndClose(413, over_limit);
         co_return;
@@ -284,7 +295,6 @@ Task<void> Connection::Serve() {
     answer_ = Answer::kNone;
     ResponseWriter writer(*this);
     std::optional<std::string> failure;
-    WatchClient();
     try {
       co_await server_->handler_(request, writer);
     } catch (const std::exception& e) {
@@ -292,8 +302,6 @@ Task<void> Connection::Serve() {
     } catch (...) {
       failure = "unknown exception";
     }
-    StopWatchingClient();
-
     if (failure) {
       log::Error("", "http server: the handler of {} {} threw: {}", request.method, request.target,
                  *failure);
@@ -302,8 +310,9 @@ Task<void> Connection::Serve() {
         response.status = 500;
         response.body = ErrorJson("internal error: " + *failure);
         co_await Send(std::move(response));
-      } else if (answer_ == Answer::kStreaming) {
-        // Without the last chunk the client sees the stream was cut, not complete.
+      } else {
+        // A stream without its last chunk shows the client it was cut; a response that threw
+        // while being written may be half sent. Either way only closing tells the client.
         co_return;
       }
     } else if (answer_ == Answer::kNone) {
@@ -437,37 +446,29 @@ Task<bool> Connection::EndStream() {
 // While the handler runs nothing reads the socket (a read would have to consume pipelined
 // requests, and its deadline would cut long handlers). Waiting for readability and peeking tells
 // a closed client (end of stream, reset) from one that sent more, without consuming anything.
-void Connection::WatchClient() {
-  if (closed_ || client_gone_) return;
-  stream_.socket().async_wait(
-      tcp::socket::wait_read, [self = shared_from_this(), round = round_](error_code ec) {
-        if (ec == asio::error::operation_aborted || round != self->round_ || self->closed_) return;
-        if (ec) {
-          self->client_gone_ = true;
-          return;
-        }
-        char byte;
-        const ssize_t n = ::recv(self->stream_.socket().native_handle(), &byte, 1,
-                                 MSG_PEEK | MSG_DONTWAIT);
-        if (n == 0) {
-          self->client_gone_ = true;
-        } else if (n < 0) {
-          if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-            self->WatchClient();  // a spurious wake-up
-          } else {
-            self->client_gone_ = true;
-          }
-        }
-        // n > 0: the client sent more (a pipelined request); it is there, and the bytes wait
-        // for the next read.
-      });
+error_code Connection::ParseBuffered(bhttp::request_parser<bhttp::string_body>& parser) {
+  error_code ec;
+  while (buffer_.size() > 0 && !parser.is_done()) {
+    const std::size_t used = parser.put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec == bhttp::error::need_more) return {};
+    if (ec || used == 0) return ec;
+    if (!parser.eager() && parser.is_header_done()) break;  // the caller decides the body limit first
+  }
+  return ec;
 }
 
-void Connection::StopWatchingClient() {
-  ++round_;
-  if (closed_) return;
-  error_code ignored;
-  stream_.socket().cancel(ignored);
+bool Connection::ClientGone() noexcept {
+  if (client_gone_ || closed_) return client_gone_;
+  char byte;
+  const ssize_t n = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  // n > 0: the client sent more (a pipelined request): it is there, and the bytes wait for the
+  // next read. EAGAIN: nothing to read, the connection is open.
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+    client_gone_ = true;
+    Close();
+  }
+  return client_gone_;
 }
 
 }  // namespace detail
@@ -484,7 +485,7 @@ Task<bool> ResponseWriter::StartStream() { return connection_->StartStream(Strea
 Task<bool> ResponseWriter::SendChunk(std::string_view text) { return connection_->SendChunk(text); }
 Task<bool> ResponseWriter::EndStream() { return connection_->EndStream(); }
 bool ResponseWriter::started() const noexcept { return connection_->started(); }
-bool ResponseWriter::client_gone() const noexcept { return connection_->client_gone(); }
+bool ResponseWriter::client_gone() const noexcept { return connection_->ClientGone(); }
 
 // ---------------------------------------------------------------------------------------------
 

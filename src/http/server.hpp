@@ -106,8 +106,9 @@ class ResponseWriter {
 
   /// True once a response (or a stream's head) has been written or attempted.
   bool started() const noexcept;
-  /// True once the client has closed its side or the connection failed. Learnt without reading
-  /// the socket while the handler runs, so a long handler can give up early.
+  /// True once the client has closed its side or the connection failed. Each call peeks at the
+  /// socket without reading from it (one non-blocking syscall), so a long handler can look now
+  /// and then and give up early; a client that has sent a pipelined request is still there.
   bool client_gone() const noexcept;
 
  private:
