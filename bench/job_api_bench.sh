@@ -182,26 +182,29 @@ wrk.headers["Content-Type"] = "application/json"
 EOF
 
 # Runs wrk on a URL (POST with the Lua script when $2 is "POST"); sets wrk_rate (requests/s),
-# wrk_p99 (ms) and wrk_errors (socket errors + non-2xx answers), and prints a summary line.
+# wrk_p99 (ms), wrk_requests, wrk_socket_errors and wrk_non2xx, and prints a summary line (and
+# wrk's whole output when a socket error happened).
 run_wrk() {
   local label=$1 method=$2 url=$3 out
   local args=(-t1 -c32 "-d${BENCH_SECONDS}s" --latency)
   [[ $method == POST ]] && args+=(-s "$tmp/post.lua")
   out=$(wrk "${args[@]}" "$url")
   wrk_rate=$(awk '$1 == "Requests/sec:" { print $2 }' <<<"$out")
+  wrk_requests=$(awk '$2 == "requests" && $3 == "in" { print $1 }' <<<"$out")
   # wrk writes latencies with a unit: 812.00us, 1.20ms, 2.01s, 1.50m.
   wrk_p99=$(awk '$1 == "99%" {
       value = $2 + 0; unit = $2; sub(/^[0-9.]+/, "", unit)
       factor = unit == "us" ? 0.001 : unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : -1
       printf "%.3f", (factor < 0 ? -1 : value * factor) }' <<<"$out")
-  wrk_errors=$(awk '/^  Socket errors:/ { gsub(/,/, ""); errors += $4 + $6 + $8 + $10 }
-                    /^  Non-2xx or 3xx responses:/ { errors += $NF }
-                    END { print errors + 0 }' <<<"$out")
-  [[ -n $wrk_rate && -n $wrk_p99 && $wrk_p99 != -1 ]] || { echo "$out" >&2; fail "cannot read wrk's output"; }
-  printf '  %-7s %-4s %-9s %10s req/s  p99 %8s ms  errors %s\n' "$label" "$method" "/${url##*/}" \
-    "$(grouped "$wrk_rate")" \
-    "$wrk_p99" "$wrk_errors"
-  if (( wrk_errors > 0 )); then echo "$out" | sed 's/^/    | /'; fi
+  wrk_socket_errors=$(awk '/^  Socket errors:/ { gsub(/,/, ""); errors += $4 + $6 + $8 + $10 }
+                           END { print errors + 0 }' <<<"$out")
+  wrk_non2xx=$(awk '/^  Non-2xx or 3xx responses:/ { n += $NF } END { print n + 0 }' <<<"$out")
+  [[ -n $wrk_rate && -n $wrk_requests && -n $wrk_p99 && $wrk_p99 != -1 ]] ||
+    { echo "$out" >&2; fail "cannot read wrk's output"; }
+  printf '  %-7s %-4s %-9s %10s req/s  p99 %8s ms  %s requests, %s non-2xx, %s socket errors\n' \
+    "$label" "$method" "/${url##*/}" "$(grouped "$wrk_rate")" "$wrk_p99" "$wrk_requests" "$wrk_non2xx" \
+    "$wrk_socket_errors"
+  if (( wrk_socket_errors > 0 )); then echo "$out" | sed 's/^/    | /'; fi
 }
 
 echo "== job API throughput: wrk -t1 -c32 -d${BENCH_SECONDS}s (nginx on port $nginx_port, echo worker on $echo_port)"
@@ -213,21 +216,31 @@ for route in /runsync /run /health; do
   nginx_rate=$wrk_rate nginx_p99=$wrk_p99
   run_wrk sluice "$method" "http://127.0.0.1:$echo_port$route"
   kill -0 "$echo_pid" 2>/dev/null || { tail -n 20 "$tmp/echo.log" >&2; fail "the echo worker died during wrk $route"; }
-  # /run leaves a queue behind; let it run out before the next measurement.
+  errors=$(( wrk_socket_errors + wrk_non2xx ))
+  note=
+  (( errors > 0 )) && note=", $(grouped "$wrk_non2xx") non-2xx and $wrk_socket_errors socket errors of $(grouped "$wrk_requests")"
+  # /run leaves a queue behind; let it run out before the next measurement. A full queue
+  # (--max-queue) answers 429, which wrk counts as requests too.
   if [[ $route == /run ]]; then
     wait_until_idle "$echo_port"
     echo "  (the echo worker ran the jobs still queued after wrk in $idle_after: $health)"
+    queue_full=$(curl -sf "http://127.0.0.1:$echo_port/metrics" |
+      awk '$1 == "sluice_jobs_rejected_total{reason=\"queue_full\"}" { print $2 }' || true)
+    if [[ -n $queue_full && $queue_full != 0 ]]; then
+      echo "  ($queue_full of the /run requests were answered 429: the queue was full)"
+      note="$note; $(grouped "$queue_full") answered 429 (queue full)"
+    fi
   fi
   ratio=$(awk -v a="$wrk_rate" -v b="$nginx_rate" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
   target=n/a
   if [[ $route == /runsync ]]; then
-    target=$(yes_no "$(awk -v r="$ratio" -v p="$wrk_p99" -v e="$wrk_errors" \
+    target=$(yes_no "$(awk -v r="$ratio" -v p="$wrk_p99" -v e="$errors" \
       'BEGIN { print ((r >= 0.6 && p < 5 && e == 0) ? 1 : 0) }')")
     runsync_ratio=$ratio runsync_p99=$wrk_p99 runsync_target=$target
   fi
   label="$method $route"
   [[ $route == /runsync ]] && label="$label (echo)"
-  (( wrk_errors > 0 )) && label="$label, $wrk_errors errors"
+  label="$label$note"
   rows+=("$(printf '| %s | %s | %s | %s | %s ms | %s ms | %s |' "$label" "$(grouped "$wrk_rate")" \
     "$(grouped "$nginx_rate")" "$ratio" "$wrk_p99" "$nginx_p99" "$target")")
 done
