@@ -118,6 +118,20 @@ start_worker() {
   worker_port=$(wait_for_listening_line "$tmp/$name.log" "$worker_pid")
 }
 
+# CPU time (user + system, in clock ticks) of a process, its threads and its child processes
+# (nginx's worker is a child of its master).
+cpu_ticks() {
+  local pid stat total=0
+  local -a fields
+  for pid in "$1" $(cat "/proc/$1"/task/*/children 2>/dev/null); do
+    stat=$(<"/proc/$pid/stat")
+    read -r -a fields <<<"${stat##*) }"  # after "pid (comm) ": state is fields[0], utime [11], stime [12]
+    total=$(( total + fields[11] + fields[12] ))
+  done
+  echo "$total"
+}
+CLOCK_TICKS=$(getconf CLK_TCK)
+
 rss_kib() { awk -v field="$2:" '$1 == field { print $2 }' "/proc/$1/status"; }
 mib() { awk -v kib="$1" 'BEGIN { printf "%.1f", kib / 1024 }'; }
 # 1234567.8 → 1,234,568
@@ -181,14 +195,17 @@ wrk.body = '{"input":{}}'
 wrk.headers["Content-Type"] = "application/json"
 EOF
 
-# Runs wrk on a URL (POST with the Lua script when $2 is "POST"); sets wrk_rate (requests/s),
-# wrk_p99 (ms), wrk_requests, wrk_socket_errors and wrk_non2xx, and prints a summary line (and
-# wrk's whole output when a socket error happened).
+# Runs wrk on a URL (POST with the Lua script when $2 is "POST") served by process $4; sets
+# wrk_rate (requests/s), wrk_p99 (ms), wrk_requests, wrk_socket_errors, wrk_non2xx and wrk_cpu_us
+# (the server's CPU time per request, in µs: steadier than the rate on a busy machine), and prints
+# a summary line (and wrk's whole output when a socket error happened).
 run_wrk() {
-  local label=$1 method=$2 url=$3 out
+  local label=$1 method=$2 url=$3 server_pid=$4 out ticks_before ticks_after
   local args=(-t1 -c32 "-d${BENCH_SECONDS}s" --latency)
   [[ $method == POST ]] && args+=(-s "$tmp/post.lua")
+  ticks_before=$(cpu_ticks "$server_pid")
   out=$(wrk "${args[@]}" "$url")
+  ticks_after=$(cpu_ticks "$server_pid")
   wrk_rate=$(awk '$1 == "Requests/sec:" { print $2 }' <<<"$out")
   wrk_requests=$(awk '$2 == "requests" && $3 == "in" { print $1 }' <<<"$out")
   # wrk writes latencies with a unit: 812.00us, 1.20ms, 2.01s, 1.50m.
@@ -201,9 +218,11 @@ run_wrk() {
   wrk_non2xx=$(awk '/^  Non-2xx or 3xx responses:/ { n += $NF } END { print n + 0 }' <<<"$out")
   [[ -n $wrk_rate && -n $wrk_requests && -n $wrk_p99 && $wrk_p99 != -1 ]] ||
     { echo "$out" >&2; fail "cannot read wrk's output"; }
-  printf '  %-7s %-4s %-9s %10s req/s  p99 %8s ms  %s requests, %s non-2xx, %s socket errors\n' \
-    "$label" "$method" "/${url##*/}" "$(grouped "$wrk_rate")" "$wrk_p99" "$wrk_requests" "$wrk_non2xx" \
-    "$wrk_socket_errors"
+  wrk_cpu_us=$(awk -v t=$(( ticks_after - ticks_before )) -v hz="$CLOCK_TICKS" -v n="$wrk_requests" \
+    'BEGIN { printf "%.1f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+  printf '  %-7s %-4s %-9s %10s req/s  p99 %8s ms  %5s µs CPU/request  %s requests, %s non-2xx, %s socket errors\n' \
+    "$label" "$method" "/${url##*/}" "$(grouped "$wrk_rate")" "$wrk_p99" "$wrk_cpu_us" "$wrk_requests" \
+    "$wrk_non2xx" "$wrk_socket_errors"
   if (( wrk_socket_errors > 0 )); then echo "$out" | sed 's/^/    | /'; fi
 }
 
@@ -212,9 +231,9 @@ rows=()
 for route in /runsync /run /health; do
   method=POST
   [[ $route == /health ]] && method=GET
-  run_wrk nginx "$method" "http://127.0.0.1:$nginx_port$route"
-  nginx_rate=$wrk_rate nginx_p99=$wrk_p99
-  run_wrk sluice "$method" "http://127.0.0.1:$echo_port$route"
+  run_wrk nginx "$method" "http://127.0.0.1:$nginx_port$route" "$nginx_pid"
+  nginx_rate=$wrk_rate nginx_p99=$wrk_p99 nginx_cpu_us=$wrk_cpu_us
+  run_wrk sluice "$method" "http://127.0.0.1:$echo_port$route" "$echo_pid"
   kill -0 "$echo_pid" 2>/dev/null || { tail -n 20 "$tmp/echo.log" >&2; fail "the echo worker died during wrk $route"; }
   errors=$(( wrk_socket_errors + wrk_non2xx ))
   note=
@@ -241,15 +260,16 @@ for route in /runsync /run /health; do
   label="$method $route"
   [[ $route == /runsync ]] && label="$label (echo)"
   label="$label$note"
-  rows+=("$(printf '| %s | %s | %s | %s | %s ms | %s ms | %s |' "$label" "$(grouped "$wrk_rate")" \
-    "$(grouped "$nginx_rate")" "$ratio" "$wrk_p99" "$nginx_p99" "$target")")
+  rows+=("$(printf '| %s | %s | %s | %s | %s ms | %s ms | %s | %s µs | %s µs |' "$label" \
+    "$(grouped "$wrk_rate")" "$(grouped "$nginx_rate")" "$ratio" "$wrk_p99" "$nginx_p99" "$target" \
+    "$wrk_cpu_us" "$nginx_cpu_us")")
 done
 stop "$echo_pid"
 stop "$nginx_pid"
 
 echo
-echo "| benchmark | sluice req/s | nginx req/s | ratio | p99 sluice | p99 nginx | target met |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+echo "| benchmark | sluice req/s | nginx req/s | ratio | p99 sluice | p99 nginx | target met | CPU/request sluice | CPU/request nginx |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"
 printf '%s\n' "${rows[@]}"
 echo "target: /runsync at least 0.6 of nginx's rate with p99 under 5 ms"
 
