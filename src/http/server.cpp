@@ -59,6 +59,11 @@ std::string ErrorJson(std::string_view message) {
   return boost::json::serialize(object);
 }
 
+// HTTP/1.1 only (RFC 9110 §10.1.1: a 1.0 client must not be sent a 100).
+bool ExpectsContinue(const RequestHead& head) {
+  return head.version >= 11 && beast::iequals(head.header("Expect"), "100-continue");
+}
+
 bool IsProtocolError(const error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category();
 }
@@ -274,6 +279,15 @@ Task<void> Connection::Serve() {
       parser.body_limit(limit);  // chunked bodies are checked as they arrive
       parser.eager(true);
       error_code body_ec = ParseBuffered(parser);
+      if (!body_ec && !parser.is_done() && buffer_.size() == 0 && ExpectsContinue(request)) {
+        // curl and others wait (a second, for curl) for this before sending a body; the body is
+        // welcome, since its size passed the limit above.
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        stream_.expires_after(options_.write_timeout);
+        auto [continue_ec, continue_bytes] =
+            co_await asio::async_write(stream_, asio::const_buffer(kContinue.data(), kContinue.size()), kNoThrow);
+        if (continue_ec) co_return;
+      }
       if (!body_ec && !parser.is_done()) {
         stream_.expires_after(options_.body_timeout);
         std::size_t body_bytes = 0;
