@@ -187,6 +187,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Of the response being written: the request's wish, unless the server is stopping.
   bool keep_alive_ = true;
   unsigned request_version_ = 11;
+  bool head_request_ = false;  // a HEAD: responses carry their headers but no body
   bool chunked_ = false;
   Answer answer_ = Answer::kNone;
 };
@@ -251,6 +252,7 @@ Task<void> Connection::Serve() {
     Request request;
     static_cast<RequestHead&>(request) = MakeHead(parser);
     request_version_ = request.version;
+    head_request_ = request.method == "HEAD";
     keep_alive_ = request.keep_alive;
 
     if (server_->stopping_.load()) {
@@ -372,7 +374,16 @@ Task<void> Connection::LingeringClose() {
 template <class Message>
 Task<bool> Connection::Write(Message& message) {
   stream_.expires_after(options_.write_timeout);
-  auto [ec, n] = co_await bhttp::async_write(stream_, message, kNoThrow);
+  error_code ec;
+  if (head_request_) {
+    // The head says what a GET would get (Content-Length included); the body stays home.
+    bhttp::serializer<false, typename Message::body_type, typename Message::fields_type> serializer(message);
+    std::size_t written = 0;
+    std::tie(ec, written) = co_await bhttp::async_write_header(stream_, serializer, kNoThrow);
+  } else {
+    std::size_t written = 0;
+    std::tie(ec, written) = co_await bhttp::async_write(stream_, message, kNoThrow);
+  }
   if (ec) {
     client_gone_ = true;
     Close();

@@ -380,6 +380,21 @@ TEST_F(HttpServerTest, AnswersExpectContinueBeforeTheBodyIsSent) {
   EXPECT_EQ(response->body, "POST /e hello");
 }
 
+TEST_F(HttpServerTest, AnswersHeadWithoutABody) {
+  StartServer(EchoHandler);
+  TestClient client(port());
+  ASSERT_TRUE(client.Send("HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto head = client.ReadHead();
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_EQ(head->header("content-length"), "8");  // "HEAD /h "
+  // The next response follows at once: no body bytes came between.
+  ASSERT_TRUE(client.Send(Get("/next")));
+  auto next = client.ReadResponse();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->body, "GET /next ");
+}
+
 TEST_F(HttpServerTest, RejectsMalformedRequestsAndCloses) {
   StartServer(EchoHandler);
   TestClient client(port());
