@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <iterator>
 #include <tuple>
 #include <utility>
 
@@ -26,6 +27,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+#include <fmt/format.h>
 
 #include <sluice/version.hpp>
 
@@ -57,6 +59,36 @@ std::string ErrorJson(std::string_view message) {
   boost::json::object object;
   object["error"] = message;
   return boost::json::serialize(object);
+}
+
+// The head of a complete response, written by hand: this is every request's path, and Beast's
+// fields container would allocate once per header. Header fields with a CR or LF are dropped (no
+// header injection, whatever a handler passes).
+std::string ResponseHead(const Response& response, unsigned version, bool keep_alive) {
+  std::string head;
+  head.reserve(160);
+  head += version >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";
+  fmt::format_to(std::back_inserter(head), "{} ", response.status);
+  head += bhttp::obsolete_reason(static_cast<bhttp::status>(response.status));
+  head += "\r\nServer: ";
+  head += ServerName();
+  head += "\r\nContent-Type: ";
+  head += response.content_type;
+  head += "\r\n";
+  for (const HeaderField& field : response.headers) {
+    if (field.name.find_first_of("\r\n:") != std::string::npos || field.value.find_first_of("\r\n") != std::string::npos) {
+      continue;
+    }
+    head += field.name;
+    head += ": ";
+    head += field.value;
+    head += "\r\n";
+  }
+  fmt::format_to(std::back_inserter(head), "Content-Length: {}\r\n", response.body.size());
+  if (version >= 11 && !keep_alive) head += "Connection: close\r\n";
+  if (version < 11 && keep_alive) head += "Connection: keep-alive\r\n";
+  head += "\r\n";
+  return head;
 }
 
 // HTTP/1.1 only (RFC 9110 §10.1.1: a 1.0 client must not be sent a 100).
@@ -169,8 +201,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Task<void> Serve();
   Task<void> RejectAndClose(unsigned status, std::string_view message);
   Task<void> LingeringClose();
-  template <class Message>
-  Task<bool> Write(Message& message);
   template <class Buffers>
   Task<bool> WriteBuffers(const Buffers& buffers);
   void Close();
@@ -371,26 +401,6 @@ Task<void> Connection::LingeringClose() {
 // A write to a client that has closed its side usually succeeds (the reset comes later), so the
 // client watch's verdict counts too. The write is still made: a client that only half-closed
 // after its request gets its response.
-template <class Message>
-Task<bool> Connection::Write(Message& message) {
-  stream_.expires_after(options_.write_timeout);
-  error_code ec;
-  if (head_request_) {
-    // The head says what a GET would get (Content-Length included); the body stays home.
-    bhttp::serializer<false, typename Message::body_type, typename Message::fields_type> serializer(message);
-    std::size_t written = 0;
-    std::tie(ec, written) = co_await bhttp::async_write_header(stream_, serializer, kNoThrow);
-  } else {
-    std::size_t written = 0;
-    std::tie(ec, written) = co_await bhttp::async_write(stream_, message, kNoThrow);
-  }
-  if (ec) {
-    client_gone_ = true;
-    Close();
-  }
-  co_return !client_gone_;
-}
-
 template <class Buffers>
 Task<bool> Connection::WriteBuffers(const Buffers& buffers) {
   stream_.expires_after(options_.write_timeout);
@@ -407,15 +417,11 @@ Task<bool> Connection::Send(Response response) {
   answer_ = Answer::kComplete;
   if (closed_) co_return false;
   if (server_->stopping_.load()) keep_alive_ = false;
-  bhttp::response<bhttp::string_body> message(static_cast<bhttp::status>(response.status),
-                                              request_version_);
-  message.set(bhttp::field::server, ServerName());
-  message.set(bhttp::field::content_type, response.content_type);
-  for (const auto& field : response.headers) message.insert(field.name, field.value);
-  message.keep_alive(keep_alive_);
-  message.body() = std::move(response.body);
-  message.prepare_payload();
-  co_return co_await Write(message);
+  const std::string head = ResponseHead(response, request_version_, keep_alive_);
+  // A response to HEAD says what a GET would get (Content-Length included); the body stays home.
+  const std::array<asio::const_buffer, 2> buffers{
+      asio::buffer(head), head_request_ ? asio::const_buffer() : asio::buffer(response.body)};
+  co_return co_await WriteBuffers(buffers);
 }
 
 Task<bool> Connection::StartStream(StreamHead head) {
