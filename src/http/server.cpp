@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <iterator>
 #include <tuple>
 #include <utility>
 
@@ -26,6 +27,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+#include <fmt/format.h>
 
 #include <sluice/version.hpp>
 
@@ -57,6 +59,41 @@ std::string ErrorJson(std::string_view message) {
   boost::json::object object;
   object["error"] = message;
   return boost::json::serialize(object);
+}
+
+// The head of a complete response, written by hand: this is every request's path, and Beast's
+// fields container would allocate once per header. Header fields with a CR or LF are dropped (no
+// header injection, whatever a handler passes).
+std::string ResponseHead(const Response& response, unsigned version, bool keep_alive) {
+  std::string head;
+  head.reserve(160);
+  head += version >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";
+  fmt::format_to(std::back_inserter(head), "{} ", response.status);
+  head += bhttp::obsolete_reason(static_cast<bhttp::status>(response.status));
+  head += "\r\nServer: ";
+  head += ServerName();
+  head += "\r\nContent-Type: ";
+  head += response.content_type;
+  head += "\r\n";
+  for (const HeaderField& field : response.headers) {
+    if (field.name.find_first_of("\r\n:") != std::string::npos || field.value.find_first_of("\r\n") != std::string::npos) {
+      continue;
+    }
+    head += field.name;
+    head += ": ";
+    head += field.value;
+    head += "\r\n";
+  }
+  fmt::format_to(std::back_inserter(head), "Content-Length: {}\r\n", response.body.size());
+  if (version >= 11 && !keep_alive) head += "Connection: close\r\n";
+  if (version < 11 && keep_alive) head += "Connection: keep-alive\r\n";
+  head += "\r\n";
+  return head;
+}
+
+// HTTP/1.1 only (RFC 9110 §10.1.1: a 1.0 client must not be sent a 100).
+bool ExpectsContinue(const RequestHead& head) {
+  return head.version >= 11 && beast::iequals(head.header("Expect"), "100-continue");
 }
 
 bool IsProtocolError(const error_code& ec) {
@@ -164,8 +201,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Task<void> Serve();
   Task<void> RejectAndClose(unsigned status, std::string_view message);
   Task<void> LingeringClose();
-  template <class Message>
-  Task<bool> Write(Message& message);
   template <class Buffers>
   Task<bool> WriteBuffers(const Buffers& buffers);
   void Close();
@@ -182,6 +217,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Of the response being written: the request's wish, unless the server is stopping.
   bool keep_alive_ = true;
   unsigned request_version_ = 11;
+  bool head_request_ = false;  // a HEAD: responses carry their headers but no body
   bool chunked_ = false;
   Answer answer_ = Answer::kNone;
 };
@@ -246,6 +282,7 @@ Task<void> Connection::Serve() {
     Request request;
     static_cast<RequestHead&>(request) = MakeHead(parser);
     request_version_ = request.version;
+    head_request_ = request.method == "HEAD";
     keep_alive_ = request.keep_alive;
 
     if (server_->stopping_.load()) {
@@ -274,6 +311,15 @@ Task<void> Connection::Serve() {
       parser.body_limit(limit);  // chunked bodies are checked as they arrive
       parser.eager(true);
       error_code body_ec = ParseBuffered(parser);
+      if (!body_ec && !parser.is_done() && buffer_.size() == 0 && ExpectsContinue(request)) {
+        // curl and others wait (a second, for curl) for this before sending a body; the body is
+        // welcome, since its size passed the limit above.
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        stream_.expires_after(options_.write_timeout);
+        auto [continue_ec, continue_bytes] =
+            co_await asio::async_write(stream_, asio::const_buffer(kContinue.data(), kContinue.size()), kNoThrow);
+        if (continue_ec) co_return;
+      }
       if (!body_ec && !parser.is_done()) {
         stream_.expires_after(options_.body_timeout);
         std::size_t body_bytes = 0;
@@ -355,17 +401,6 @@ Task<void> Connection::LingeringClose() {
 // A write to a client that has closed its side usually succeeds (the reset comes later), so the
 // client watch's verdict counts too. The write is still made: a client that only half-closed
 // after its request gets its response.
-template <class Message>
-Task<bool> Connection::Write(Message& message) {
-  stream_.expires_after(options_.write_timeout);
-  auto [ec, n] = co_await bhttp::async_write(stream_, message, kNoThrow);
-  if (ec) {
-    client_gone_ = true;
-    Close();
-  }
-  co_return !client_gone_;
-}
-
 template <class Buffers>
 Task<bool> Connection::WriteBuffers(const Buffers& buffers) {
   stream_.expires_after(options_.write_timeout);
@@ -382,15 +417,11 @@ Task<bool> Connection::Send(Response response) {
   answer_ = Answer::kComplete;
   if (closed_) co_return false;
   if (server_->stopping_.load()) keep_alive_ = false;
-  bhttp::response<bhttp::string_body> message(static_cast<bhttp::status>(response.status),
-                                              request_version_);
-  message.set(bhttp::field::server, ServerName());
-  message.set(bhttp::field::content_type, response.content_type);
-  for (const auto& field : response.headers) message.insert(field.name, field.value);
-  message.keep_alive(keep_alive_);
-  message.body() = std::move(response.body);
-  message.prepare_payload();
-  co_return co_await Write(message);
+  const std::string head = ResponseHead(response, request_version_, keep_alive_);
+  // A response to HEAD says what a GET would get (Content-Length included); the body stays home.
+  const std::array<asio::const_buffer, 2> buffers{
+      asio::buffer(head), head_request_ ? asio::const_buffer() : asio::buffer(response.body)};
+  co_return co_await WriteBuffers(buffers);
 }
 
 Task<bool> Connection::StartStream(StreamHead head) {

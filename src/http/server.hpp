@@ -16,8 +16,11 @@
 // on a still-open connection afterwards gets 503. `Drain(timeout)` waits for the connections to end
 // and closes the rest at the deadline.
 //
-// Not done: `Expect: 100-continue` is not answered (clients send the body after their own short
-// wait), HEAD responses carry a body, no TLS, no HTTP/2.
+// `Expect: 100-continue` is answered with 100 Continue once the head has passed the body limit.
+//
+// A response to HEAD is written without its body (its Content-Length still says how long it is).
+//
+// Not done: no TLS, no HTTP/2.
 //
 // Ownership and threads: the Server borrows the io_context, which may be run by any number of
 // threads and must outlive every connection (connections keep the server's internals alive, so
