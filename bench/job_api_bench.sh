@@ -4,7 +4,8 @@
 # 1. Throughput: wrk (-t1 -c32, BENCH_SECONDS long, 10 by default) against the echo worker
 #    (`--rp_serve_api --concurrency 8`) and, alternately, against nginx answering every request
 #    with a fixed 100-byte JSON on another loopback port, with the same settings: POST /runsync and
-#    POST /run with {"input":{}}, GET /health. Each sluice figure is given as a ratio to nginx's.
+#    POST /run with {"input":{}}, GET /health. Each sluice rate is given as a ratio to nginx's,
+#    beside the CPU time each server spent per request.
 # 2. Idle RSS of a freshly started echo worker (VmRSS from /proc/PID/status).
 # 3. 5,000 concurrent /runsync to sleeper_worker (a coroutine handler sleeping 1 s) at concurrency
 #    limit 5,000 with 2 I/O threads, sent by http_load --concurrent 5000.
