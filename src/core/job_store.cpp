@@ -1,6 +1,7 @@
 #include "core/job_store.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <random>
@@ -213,9 +214,17 @@ class JobStore::Impl {
     JobRecord* job;
     std::uint64_t version;
   };
+  // The ids the map holds are random UUIDs, so a few of their bytes hash as well as all of them,
+  // and this is every lookup's first step. Any string may be looked up; it only picks a bucket.
   struct StringHash {
     using is_transparent = void;
-    std::size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
+    std::size_t operator()(std::string_view text) const noexcept {
+      if (text.size() < 16) return std::hash<std::string_view>{}(text);
+      std::uint64_t head, tail;
+      std::memcpy(&head, text.data(), sizeof head);
+      std::memcpy(&tail, text.data() + text.size() - sizeof tail, sizeof tail);
+      return static_cast<std::size_t>((head ^ (tail * 0x9E3779B97F4A7C15ULL)) * 0xBF58476D1CE4E5B9ULL);
+    }
   };
 
   JobStoreOptions options_;
@@ -280,10 +289,13 @@ Result<std::string> JobStore::Submit(NewJob new_job) {
         new_job.execution_timeout ? new_job.execution_timeout : impl.options_.default_execution_timeout;
     if (new_job.ttl) job->queue_deadline = now + *new_job.ttl;
     JobRecord& record = *job;
-    do {
+    for (;;) {
       record.id = impl.NewIdLocked();
-    } while (!impl.jobs_.try_emplace(std::string_view(record.id), nullptr).second);
-    impl.jobs_.find(std::string_view(record.id))->second = std::move(job);
+      auto [slot, inserted] = impl.jobs_.try_emplace(std::string_view(record.id), nullptr);
+      if (!inserted) continue;
+      slot->second = std::move(job);
+      break;
+    }
     id = record.id;
     impl.EnqueueLocked(record);
     ++impl.counts_.submitted;

@@ -169,8 +169,9 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
 
 namespace detail {
 
-// One client connection. Everything here runs on the connection's strand: the serving coroutine,
-// the handler it awaits, the client watch, and the closes that Stop and Drain post to it.
+// One client connection. Everything here runs on the connection's strand (or on the one thread
+// that runs the io_context, see ServerOptions::io_threads): the serving coroutine, the handler it
+// awaits, and the closes that Stop and Drain post to it.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<Server::Impl> server, tcp::socket socket)
@@ -564,7 +565,9 @@ core::Status Server::Impl::Start() {
 Task<void> Server::Impl::Accept() {
   auto self = shared_from_this();
   for (;;) {
-    tcp::socket socket(asio::make_strand(io_));
+    // With one thread running the io_context, nothing runs concurrently anyway: the strand would
+    // only add a dispatch to every step of every request.
+    tcp::socket socket = options_.io_threads == 1 ? tcp::socket(io_.get_executor()) : tcp::socket(asio::make_strand(io_));
     auto [ec] = co_await acceptor_.async_accept(socket, kNoThrow);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) break;

@@ -137,6 +137,9 @@ struct ServerOptions {
   /// After an error response the server reads (and discards) what the client still sends, for at
   /// most this long, so the client reads the response before the connection is reset.
   std::chrono::steady_clock::duration linger_timeout = std::chrono::seconds(1);
+  /// How many threads run the io_context; 0 when unknown. With exactly 1, connections run on the
+  /// io_context's executor directly, without a strand each.
+  std::size_t io_threads = 0;
 };
 
 class Server {
