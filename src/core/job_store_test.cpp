@@ -13,6 +13,7 @@
 #include <ostream>
 #include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
@@ -1016,29 +1017,39 @@ TEST(JobStoreWait, ForgettingAJobWakesItsWaiters) {
   EXPECT_LT(woken.at - start, 20s);
 }
 
-// Bug: Cancel (and Retry, and a refused Submit) return early from inside the lock on an error,
-// and so drop what their sweep deferred: the waiters of a job forgotten by that sweep are never
-// woken and sleep until their deadline.
+// Bug: Cancel, Retry and Submit return early from inside the lock when they fail, and so drop
+// what their sweep deferred: the waiters of a job forgotten by that sweep were never woken and
+// slept until their deadline.
 TEST(JobStoreWait, ForgettingAJobInAFailingCallStillWakesItsWaiters) {
-  asio::io_context io;
-  FakeClock clock;
-  JobStoreOptions options;
-  options.result_ttl = 60s;
-  JobStore store(WithClock(clock, options));
-  const std::string id = SubmitOk(store);
-  ASSERT_TRUE(store.Cancel(id).ok());
-  const std::uint64_t seen = store.Find(id)->version;
-  const auto start = Clock::now();
-  Woken woken;
-  SpawnWait(io, store.WaitForChange(id, seen, start + 3s), woken);
-  io.poll();
-  ASSERT_FALSE(woken.version);
-  clock.Advance(61s);
-  // This call's sweep forgets `id`; then it fails (kNotFound).
-  EXPECT_EQ(store.Cancel("no-such-job").status().code(), StatusCode::kNotFound);
-  ASSERT_TRUE(RunUntil(io, [&] { return woken.version.has_value(); }, 10s)) << "watchdog";
-  EXPECT_EQ(*woken.version, 0u);
-  EXPECT_LT(woken.at - start, 2s) << "the waiter of the forgotten job slept until its deadline";
+  const std::vector<std::pair<std::string, std::function<StatusCode(JobStore&)>>> failing_calls{
+      {"Cancel of an unknown job", [](JobStore& store) { return store.Cancel("no-such-job").status().code(); }},
+      {"Retry of an unknown job", [](JobStore& store) { return store.Retry("no-such-job").code(); }},
+      {"Submit to a full queue", [](JobStore& store) { return store.Submit(Job()).status().code(); }},
+  };
+  for (const auto& [name, call] : failing_calls) {
+    SCOPED_TRACE(name);
+    asio::io_context io;
+    FakeClock clock;
+    JobStoreOptions options;
+    options.result_ttl = 60s;
+    options.max_queue = 1;
+    JobStore store(WithClock(clock, options));
+    const std::string id = SubmitOk(store);
+    ASSERT_TRUE(store.Cancel(id).ok());
+    SubmitOk(store);  // fills the queue
+    const std::uint64_t seen = store.Find(id)->version;
+    const auto start = Clock::now();
+    Woken woken;
+    SpawnWait(io, store.WaitForChange(id, seen, start + 3s), woken);
+    io.poll();
+    ASSERT_FALSE(woken.version);
+    clock.Advance(61s);
+    // This call's sweep forgets `id`; then the call fails.
+    EXPECT_NE(call(store), StatusCode::kOk);
+    ASSERT_TRUE(RunUntil(io, [&] { return woken.version.has_value(); }, 10s)) << "watchdog";
+    EXPECT_EQ(*woken.version, 0u);
+    EXPECT_LT(woken.at - start, 2s) << "the waiter of the forgotten job slept until its deadline";
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
