@@ -127,7 +127,10 @@ class JobStore::Impl {
   // Every path to a terminal status goes through here.
   void FinishLocked(JobRecord& job, JobStatus status, json::object result, Clock::time_point now,
                     Deferred& deferred) {
-    if (job.status == JobStatus::kInQueue && !job.taken) --queued_;
+    if (job.status == JobStatus::kInQueue && !job.taken) {
+      --queued_;
+      DropQueueEntryLocked(job);
+    }
     if (job.taken) --in_progress_;
     job.taken = false;
     job.status = status;
@@ -190,6 +193,15 @@ class JobStore::Impl {
     ++queued_;
   }
 
+  // Removes the queue entry of a job that ends without being taken (cancelled, expired), if it is
+  // still there: its record may be forgotten, and freed, long before a Take would reach the entry.
+  // Tickets grow with every push_back, so the queue is sorted by ticket.
+  void DropQueueEntryLocked(const JobRecord& job) {
+    auto it = std::lower_bound(queue_.begin(), queue_.end(), job.ticket,
+                               [](const QueueEntry& entry, std::uint64_t ticket) { return entry.ticket < ticket; });
+    if (it != queue_.end() && it->ticket == job.ticket && it->job == &job) queue_.erase(it);
+  }
+
   // The first current queue entry, with expired ones finished on the way; null when none.
   JobRecord* PopQueuedLocked(Clock::time_point now, Deferred& deferred) {
     while (!queue_.empty()) {
@@ -225,8 +237,9 @@ class JobStore::Impl {
   mutable std::mutex mutex_;
   // Keyed by a view of the record's own id. Queue and finish-order entries point into the
   // records: a record is erased only through its current finish-order entry, after every older
-  // entry of it has left the front of that (time-ordered) deque, and queue entries of a terminal
-  // record are skipped by ticket, so no entry outlives its record while it can still be read.
+  // entry of it has left the front of that (time-ordered) deque; and a queue entry leaves the
+  // queue when its job is taken or ends there (DropQueueEntryLocked), so only queued, non-terminal
+  // records are pointed to from the queue and no entry outlives its record.
   std::unordered_map<std::string_view, std::unique_ptr<JobRecord>, StringHash, std::equal_to<>> jobs_;
   std::deque<QueueEntry> queue_;
   std::deque<FinishedEntry> finished_order_;
