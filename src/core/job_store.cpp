@@ -85,6 +85,14 @@ class JobStore::Impl {
     }
   }
 
+  // An early return from inside the lock: releases it and runs what was deferred so far (the
+  // sweep may have forgotten jobs whose waiters must be woken), then returns `status`.
+  Status ReleaseAndRun(std::unique_lock<std::mutex>& lock, Deferred& deferred, Status status) {
+    lock.unlock();
+    Run(deferred);
+    return status;
+  }
+
   JobRecord* FindLocked(std::string_view id, Clock::time_point now, Deferred& deferred) {
     SweepLocked(now, deferred);
     auto it = jobs_.find(id);
@@ -273,7 +281,7 @@ Result<std::string> JobStore::Submit(NewJob new_job) {
   std::optional<PostedHandler<>> waiter;
   std::string id;
   {
-    std::lock_guard lock(impl.mutex_);
+    std::unique_lock lock(impl.mutex_);
     if (impl.closed_) {
       ++impl.counts_.rejected_closed;
       return Status::Unavailable("the worker is shutting down and takes no new jobs");
@@ -282,8 +290,9 @@ Result<std::string> JobStore::Submit(NewJob new_job) {
     impl.SweepLocked(now, deferred);
     if (impl.queued_ >= impl.options_.max_queue) {
       ++impl.counts_.rejected_queue_full;
-      return Status::ResourceExhausted(
-          fmt::format("the queue is full: {} jobs are waiting (--max-queue)", impl.queued_));
+      return impl.ReleaseAndRun(
+          lock, deferred,
+          Status::ResourceExhausted(fmt::format("the queue is full: {} jobs are waiting (--max-queue)", impl.queued_)));
     }
     auto job = std::make_unique<JobRecord>();
     job->submitted_at = now;
@@ -324,10 +333,12 @@ Result<JobStatus> JobStore::Cancel(std::string_view job_id) {
   Impl::Deferred deferred;
   JobStatus status;
   {
-    std::lock_guard lock(impl.mutex_);
+    std::unique_lock lock(impl.mutex_);
     const Clock::time_point now = impl.options_.now();
     JobRecord* job = impl.FindLocked(job_id, now, deferred);
-    if (job == nullptr) return Status::NotFound(fmt::format("job {} not found", job_id));
+    if (job == nullptr) {
+      return impl.ReleaseAndRun(lock, deferred, Status::NotFound(fmt::format("job {} not found", job_id)));
+    }
     if (IsTerminal(job->status)) {
       status = job->status;
     } else if (!job->taken) {
@@ -347,20 +358,25 @@ Status JobStore::Retry(std::string_view job_id) {
   Impl::Deferred deferred;
   std::optional<PostedHandler<>> waiter;
   {
-    std::lock_guard lock(impl.mutex_);
+    std::unique_lock lock(impl.mutex_);
     if (impl.closed_) return Status::Unavailable("the worker is shutting down and takes no new jobs");
     const Clock::time_point now = impl.options_.now();
     JobRecord* job = impl.FindLocked(job_id, now, deferred);
-    if (job == nullptr) return Status::NotFound(fmt::format("job {} not found", job_id));
+    if (job == nullptr) {
+      return impl.ReleaseAndRun(lock, deferred, Status::NotFound(fmt::format("job {} not found", job_id)));
+    }
     if (job->status != JobStatus::kFailed && job->status != JobStatus::kTimedOut &&
         job->status != JobStatus::kCancelled) {
-      return Status::FailedPrecondition(fmt::format(
-          "job {} is {}; only FAILED, TIMED_OUT or CANCELLED jobs can be retried", job->id, ToString(job->status)));
+      return impl.ReleaseAndRun(lock, deferred,
+                                Status::FailedPrecondition(fmt::format(
+                                    "job {} is {}; only FAILED, TIMED_OUT or CANCELLED jobs can be retried",
+                                    job->id, ToString(job->status))));
     }
     if (impl.queued_ >= impl.options_.max_queue) {
       ++impl.counts_.rejected_queue_full;
-      return Status::ResourceExhausted(
-          fmt::format("the queue is full: {} jobs are waiting (--max-queue)", impl.queued_));
+      return impl.ReleaseAndRun(
+          lock, deferred,
+          Status::ResourceExhausted(fmt::format("the queue is full: {} jobs are waiting (--max-queue)", impl.queued_)));
     }
     --impl.retained_;  // its finish-order entry is stale from now on (the version changes)
     job->status = JobStatus::kInQueue;
