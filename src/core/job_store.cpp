@@ -86,6 +86,14 @@ class JobStore::Impl {
     }
   }
 
+  // An early return from inside the lock: releases it and runs what was deferred so far (the
+  // sweep may have forgotten jobs whose waiters must be woken), then returns `status`.
+  Status ReleaseAndRun(std::unique_lock<std::mutex>& lock, Deferred& deferred, Status status) {
+    lock.unlock();
+    Run(deferred);
+    return status;
+  }
+
   JobRecord* FindLocked(std::string_view id, Clock::time_point now, Deferred& deferred) {
     SweepLocked(now, deferred);
     auto it = jobs_.find(id);
@@ -128,7 +136,10 @@ class JobStore::Impl {
   // Every path to a terminal status goes through here.
   void FinishLocked(JobRecord& job, JobStatus status, json::object result, Clock::time_point now,
                     Deferred& deferred) {
-    if (job.status == JobStatus::kInQueue && !job.taken) --queued_;
+    if (job.status == JobStatus::kInQueue && !job.taken) {
+      --queued_;
+      DropQueueEntryLocked(job);
+    }
     if (job.taken) --in_progress_;
     job.taken = false;
     job.status = status;
@@ -191,6 +202,15 @@ class JobStore::Impl {
     ++queued_;
   }
 
+  // Removes the queue entry of a job that ends without being taken (cancelled, expired), if it is
+  // still there: its record may be forgotten, and freed, long before a Take would reach the entry.
+  // Tickets grow with every push_back, so the queue is sorted by ticket.
+  void DropQueueEntryLocked(const JobRecord& job) {
+    auto it = std::lower_bound(queue_.begin(), queue_.end(), job.ticket,
+                               [](const QueueEntry& entry, std::uint64_t ticket) { return entry.ticket < ticket; });
+    if (it != queue_.end() && it->ticket == job.ticket && it->job == &job) queue_.erase(it);
+  }
+
   // The first current queue entry, with expired ones finished on the way; null when none.
   JobRecord* PopQueuedLocked(Clock::time_point now, Deferred& deferred) {
     while (!queue_.empty()) {
@@ -234,8 +254,9 @@ class JobStore::Impl {
   mutable std::mutex mutex_;
   // Keyed by a view of the record's own id. Queue and finish-order entries point into the
   // records: a record is erased only through its current finish-order entry, after every older
-  // entry of it has left the front of that (time-ordered) deque, and queue entries of a terminal
-  // record are skipped by ticket, so no entry outlives its record while it can still be read.
+  // entry of it has left the front of that (time-ordered) deque; and a queue entry leaves the
+  // queue when its job is taken or ends there (DropQueueEntryLocked), so only queued, non-terminal
+  // records are pointed to from the queue and no entry outlives its record.
   std::unordered_map<std::string_view, std::unique_ptr<JobRecord>, StringHash, std::equal_to<>> jobs_;
   std::deque<QueueEntry> queue_;
   std::deque<FinishedEntry> finished_order_;
@@ -269,7 +290,7 @@ Result<std::string> JobStore::Submit(NewJob new_job) {
   std::optional<PostedHandler<>> waiter;
   std::string id;
   {
-    std::lock_guard lock(impl.mutex_);
+    std::unique_lock lock(impl.mutex_);
     if (impl.closed_) {
       ++impl.counts_.rejected_closed;
       return Status::Unavailable("the worker is shutting down and takes no new jobs");
@@ -278,8 +299,9 @@ Result<std::string> JobStore::Submit(NewJob new_job) {
     impl.SweepLocked(now, deferred);
     if (impl.queued_ >= impl.options_.max_queue) {
       ++impl.counts_.rejected_queue_full;
-      return Status::ResourceExhausted(
-          fmt::format("the queue is full: {} jobs are waiting (--max-queue)", impl.queued_));
+      return impl.ReleaseAndRun(
+          lock, deferred,
+          Status::ResourceExhausted(fmt::format("the queue is full: {} jobs are waiting (--max-queue)", impl.queued_)));
     }
     auto job = std::make_unique<JobRecord>();
     job->submitted_at = now;
@@ -323,10 +345,12 @@ Result<JobStatus> JobStore::Cancel(std::string_view job_id) {
   Impl::Deferred deferred;
   JobStatus status;
   {
-    std::lock_guard lock(impl.mutex_);
+    std::unique_lock lock(impl.mutex_);
     const Clock::time_point now = impl.options_.now();
     JobRecord* job = impl.FindLocked(job_id, now, deferred);
-    if (job == nullptr) return Status::NotFound(fmt::format("job {} not found", job_id));
+    if (job == nullptr) {
+      return impl.ReleaseAndRun(lock, deferred, Status::NotFound(fmt::format("job {} not found", job_id)));
+    }
     if (IsTerminal(job->status)) {
       status = job->status;
     } else if (!job->taken) {
@@ -346,20 +370,25 @@ Status JobStore::Retry(std::string_view job_id) {
   Impl::Deferred deferred;
   std::optional<PostedHandler<>> waiter;
   {
-    std::lock_guard lock(impl.mutex_);
+    std::unique_lock lock(impl.mutex_);
     if (impl.closed_) return Status::Unavailable("the worker is shutting down and takes no new jobs");
     const Clock::time_point now = impl.options_.now();
     JobRecord* job = impl.FindLocked(job_id, now, deferred);
-    if (job == nullptr) return Status::NotFound(fmt::format("job {} not found", job_id));
+    if (job == nullptr) {
+      return impl.ReleaseAndRun(lock, deferred, Status::NotFound(fmt::format("job {} not found", job_id)));
+    }
     if (job->status != JobStatus::kFailed && job->status != JobStatus::kTimedOut &&
         job->status != JobStatus::kCancelled) {
-      return Status::FailedPrecondition(fmt::format(
-          "job {} is {}; only FAILED, TIMED_OUT or CANCELLED jobs can be retried", job->id, ToString(job->status)));
+      return impl.ReleaseAndRun(lock, deferred,
+                                Status::FailedPrecondition(fmt::format(
+                                    "job {} is {}; only FAILED, TIMED_OUT or CANCELLED jobs can be retried",
+                                    job->id, ToString(job->status))));
     }
     if (impl.queued_ >= impl.options_.max_queue) {
       ++impl.counts_.rejected_queue_full;
-      return Status::ResourceExhausted(
-          fmt::format("the queue is full: {} jobs are waiting (--max-queue)", impl.queued_));
+      return impl.ReleaseAndRun(
+          lock, deferred,
+          Status::ResourceExhausted(fmt::format("the queue is full: {} jobs are waiting (--max-queue)", impl.queued_)));
     }
     --impl.retained_;  // its finish-order entry is stale from now on (the version changes)
     job->status = JobStatus::kInQueue;
