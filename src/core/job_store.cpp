@@ -45,6 +45,9 @@ struct JobRecord {
   std::string id;
   JobStatus status = JobStatus::kInQueue;
   bool taken = false;          // handed to the scheduler and not yet ended
+  // Cancelled while taken: the scheduler may have been handed the job but not yet know it (between
+  // Take and its backlog), so the cancel is sent again when the job starts.
+  bool cancel_requested = false;
   std::uint64_t ticket = 0;    // which queue entry is this job's current one
   std::uint64_t version = 1;
   Clock::time_point submitted_at;
@@ -142,6 +145,7 @@ class JobStore::Impl {
     }
     if (job.taken) --in_progress_;
     job.taken = false;
+    job.cancel_requested = false;
     job.status = status;
     job.result = std::move(result);
     job.finished_at = now;
@@ -357,6 +361,7 @@ Result<JobStatus> JobStore::Cancel(std::string_view job_id) {
       impl.FinishLocked(*job, JobStatus::kCancelled, json::object(), now, deferred);
       status = JobStatus::kCancelled;
     } else {
+      job->cancel_requested = true;
       deferred.to_cancel.push_back(job->id);
       status = JobStatus::kCancelled;
     }
@@ -516,8 +521,20 @@ void JobStore::CancelAll() {
       impl.FinishLocked(*job, JobStatus::kCancelled, json::object(), now, deferred);
     }
     for (const auto& [id, job] : impl.jobs_) {
-      if (job->taken) deferred.to_cancel.push_back(job->id);
+      if (!job->taken) continue;
+      job->cancel_requested = true;
+      deferred.to_cancel.push_back(job->id);
     }
+  }
+  impl.Run(deferred);
+}
+
+void JobStore::ForgetExpired() {
+  Impl& impl = *impl_;
+  Impl::Deferred deferred;
+  {
+    std::lock_guard lock(impl.mutex_);
+    impl.SweepLocked(impl.options_.now(), deferred);
   }
   impl.Run(deferred);
 }
@@ -533,6 +550,7 @@ JobCounts JobStore::counts() const {
 
 Task<std::vector<JobRequest>> JobStore::Take(std::size_t max_jobs) {
   Impl& impl = *impl_;
+  max_jobs = std::max<std::size_t>(max_jobs, 1);  // the contract says >= 1; 0 would spin
   for (;;) {
     std::vector<JobRequest> taken;
     Impl::Deferred deferred;
@@ -585,6 +603,7 @@ void JobStore::OnStarted(const std::string& job_id) {
     job.status = JobStatus::kInProgress;
     job.started = true;
     job.started_at = impl.options_.now();
+    if (job.cancel_requested) deferred.to_cancel.push_back(job.id);
     impl.ChangedLocked(job, deferred);
   }
   impl.Run(deferred);
@@ -625,7 +644,9 @@ void JobStore::OnFinished(const std::string& job_id, JobOutcome outcome) {
     if (it == impl.jobs_.end()) return;
     JobRecord& job = *it->second;
     if (!job.taken) return;  // ended already (cancelled in the queue, or a stale report)
-    impl.FinishLocked(job, outcome.status, std::move(outcome.result), impl.options_.now(), deferred);
+    const Clock::time_point now = impl.options_.now();
+    impl.FinishLocked(job, outcome.status, std::move(outcome.result), now, deferred);
+    impl.SweepLocked(now, deferred);  // keeps max_results true as jobs end, not only at requests
   }
   impl.Run(deferred);
 }

@@ -158,6 +158,10 @@ class JobStore final : public JobSource, public ResultSink {
   /// canceller. Used at the drain deadline.
   void CancelAll();
 
+  /// Forgets the results past `result_ttl` now. Every call that looks jobs up does this too; an
+  /// idle worker calls it now and then (the job API: every second) so memory is given back.
+  void ForgetExpired();
+
   JobCounts counts() const;
 
   // JobSource: hands out queued jobs in submission order, skipping (and expiring) those whose

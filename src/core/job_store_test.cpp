@@ -493,6 +493,23 @@ TEST(JobStore, CancelATakenJobGoesThroughTheCancellerAndEndsOnFinished) {
   EXPECT_EQ(store.counts().in_progress, 0u);
 }
 
+TEST(JobStore, ACancelTheSchedulerMissedIsSentAgainWhenTheJobStarts) {
+  JobStore store;
+  std::vector<std::string> cancelled_ids;  // only this thread calls the canceller here
+  store.SetCanceller([&](std::string_view id) {
+    cancelled_ids.emplace_back(id);
+    return false;  // taken by the scheduler, but not yet in its backlog: it does not know the job
+  });
+  const std::string id = SubmitOk(store);
+  ASSERT_EQ(TakeNow(store, 1).size(), 1u);
+  ASSERT_TRUE(store.Cancel(id).ok());
+  EXPECT_EQ(cancelled_ids, std::vector<std::string>{id});
+  store.OnStarted(id);  // now the scheduler runs it, and must hear the cancel again
+  EXPECT_EQ(cancelled_ids, (std::vector<std::string>{id, id}));
+  Finish(store, id, JobStatus::kCancelled);
+  EXPECT_EQ(StatusOf(store, id), JobStatus::kCancelled);
+}
+
 TEST(JobStore, CancelATerminalJobReturnsItsStatus) {
   JobStore store;
   std::atomic<int> cancellers{0};
@@ -775,6 +792,34 @@ TEST(JobStore, AtMostMaxResultsAreKeptOldestForgottenFirst) {
   EXPECT_TRUE(store.Find(ids[3]).has_value());
   EXPECT_TRUE(store.Find(ids[1]).has_value());
   EXPECT_EQ(store.counts().retained, 2u);
+}
+
+TEST(JobStore, MaxResultsHoldsAsJobsEndWithoutAnyLookup) {
+  FakeClock clock;
+  JobStoreOptions options;
+  options.max_results = 3;
+  JobStore store(WithClock(clock, options));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back(SubmitOk(store, Job(i)));
+  ASSERT_EQ(TakeNow(store, 10).size(), 10u);
+  for (const std::string& id : ids) Finish(store, id, JobStatus::kCompleted);
+  EXPECT_EQ(store.counts().retained, 3u);  // counts() looks nothing up, so it shows the sweep's work
+}
+
+TEST(JobStore, ForgetExpiredGivesResultsBackWhenNoRequestComes) {
+  FakeClock clock;
+  JobStoreOptions options;
+  options.result_ttl = 10s;
+  JobStore store(WithClock(clock, options));
+  const std::string id = SubmitOk(store);
+  ASSERT_EQ(TakeNow(store, 1).size(), 1u);
+  Finish(store, id, JobStatus::kCompleted);
+  EXPECT_EQ(store.counts().retained, 1u);
+  clock.Advance(11s);
+  EXPECT_EQ(store.counts().retained, 1u);
+  store.ForgetExpired();
+  EXPECT_EQ(store.counts().retained, 0u);
+  EXPECT_FALSE(store.Find(id).has_value());
 }
 
 TEST(JobStore, ARetriedJobIsNotForgottenByItsOldFinishEntry) {

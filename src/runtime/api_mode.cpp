@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -37,6 +38,7 @@ constexpr auto kCancelGrace = std::chrono::seconds(2);
 constexpr auto kResponseGrace = std::chrono::seconds(2);
 constexpr auto kWebhookGrace = std::chrono::seconds(5);
 constexpr auto kPollInterval = std::chrono::milliseconds(10);
+constexpr auto kSweepInterval = std::chrono::seconds(1);
 
 Clock::duration Seconds(double seconds) {
   return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
@@ -124,6 +126,18 @@ int RunJobApi(const serverless::Config& config, const cli::WorkerOptions& option
       }
     }
   });
+
+  // Results past --result-ttl are forgotten as requests come; this also does it when none come.
+  asio::steady_timer sweep_timer(io);
+  std::function<void()> schedule_sweep = [&] {
+    sweep_timer.expires_after(kSweepInterval);
+    sweep_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      store.ForgetExpired();
+      schedule_sweep();
+    });
+  };
+  schedule_sweep();
 
   std::atomic<bool> drained{false};
   asio::signal_set signals(io, SIGINT, SIGTERM);
