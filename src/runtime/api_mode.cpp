@@ -1,5 +1,6 @@
 #include "runtime/api_mode.hpp"
 
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -39,6 +40,7 @@ constexpr auto kResponseGrace = std::chrono::seconds(2);
 constexpr auto kWebhookGrace = std::chrono::seconds(5);
 constexpr auto kPollInterval = std::chrono::milliseconds(10);
 constexpr auto kSweepInterval = std::chrono::seconds(1);
+constexpr std::size_t kTrimAfterForgetting = 10000;
 
 Clock::duration Seconds(double seconds) {
   return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
@@ -128,12 +130,22 @@ int RunJobApi(const serverless::Config& config, const cli::WorkerOptions& option
   });
 
   // Results past --result-ttl are forgotten as requests come; this also does it when none come.
+  // glibc keeps what the store frees for later reuse; once many jobs are gone since the most the
+  // store held, that memory goes back to the system, so a burst does not leave the RSS at its peak.
   asio::steady_timer sweep_timer(io);
+  std::size_t most_jobs_held = 0;
   std::function<void()> schedule_sweep = [&] {
     sweep_timer.expires_after(kSweepInterval);
     sweep_timer.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
       store.ForgetExpired();
+      const core::JobCounts counts = store.counts();
+      const std::size_t held = counts.retained + counts.in_queue + counts.in_progress;
+      most_jobs_held = std::max(most_jobs_held, held);
+      if (most_jobs_held - held >= kTrimAfterForgetting) {
+        malloc_trim(0);
+        most_jobs_held = held;
+      }
       schedule_sweep();
     });
   };
