@@ -71,6 +71,9 @@ std::variant<WorkerOptions, ExitNow> ParseCommandLine(int argc, const char* cons
       ->envname("SLUICE_QUEUE");
   Add(app, "max-queue", options.max_queue, "Jobs waiting in the job API's queue before 429");
   Add(app, "result-ttl", options.result_ttl, "Seconds a finished job's result is kept")->check(kNonNegative);
+  Add(app, "max-results", options.max_results,
+      "Finished jobs whose result the job API keeps at most (the oldest go first)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100000000}));
   Add(app, "auth-token", options.auth_token, "Require 'Authorization: Bearer TOKEN' on the job API");
   Add(app, "log-format", log_format, "text or json")->check(CLI::IsMember({"text", "json"}));
   Add(app, "drain-timeout", options.drain_timeout, "Seconds to finish running jobs after SIGTERM")

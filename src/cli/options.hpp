@@ -32,6 +32,7 @@ struct WorkerOptions {
   std::string queue;                // redis://HOST:PORT[/DB]
   std::size_t max_queue = 10000;
   double result_ttl = 1800;
+  std::size_t max_results = 250000;  // finished jobs the job API keeps at most
   std::string auth_token;
   log::Format log_format = log::Format::kText;
   double drain_timeout = 30;

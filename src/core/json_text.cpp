@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include <boost/json/stream_parser.hpp>
 #include <fmt/format.h>
 
 namespace sluice::core {
@@ -89,6 +90,43 @@ std::string ToJson(const json::value& value) {
   std::string out;
   AppendJson(out, value);
   return out;
+}
+
+namespace {
+
+// Line and column (1-based) of a byte offset, for parse errors people can find.
+std::string DescribePosition(std::string_view text, std::size_t offset) {
+  std::size_t line = 1, column = 1;
+  for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return fmt::format("line {}, column {} (byte {})", line, column, offset);
+}
+
+}  // namespace
+
+Result<json::value> ParseJson(std::string_view text) {
+  json::stream_parser parser;
+  boost::system::error_code ec;
+  const std::size_t consumed = parser.write_some(text.data(), text.size(), ec);
+  if (!ec && consumed < text.size()) {
+    // write_some stops after one complete value; anything but whitespace after it is an error.
+    const std::size_t rest = text.find_first_not_of(" \t\r\n", consumed);
+    if (rest != std::string_view::npos) {
+      return Status::InvalidArgument(
+          fmt::format("unexpected text after the JSON value at {}", DescribePosition(text, rest)));
+    }
+  }
+  if (!ec) parser.finish(ec);
+  if (ec) {
+    return Status::InvalidArgument(fmt::format("{} at {}", ec.message(), DescribePosition(text, consumed)));
+  }
+  return parser.release();
 }
 
 }  // namespace sluice::core

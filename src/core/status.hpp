@@ -19,6 +19,7 @@ enum class StatusCode {
   kInvalidArgument,  // the caller's input is malformed: a 400 at the HTTP edge
   kNotFound,         // the named thing does not exist: 404
   kResourceExhausted,  // a limit is reached: 413 or 429
+  kFailedPrecondition,  // the thing exists but is in the wrong state for this (retry a COMPLETED job): 409
   kUnavailable,      // not now (draining, a dependency is down): 503
   kInternal,
 };
@@ -35,6 +36,9 @@ class [[nodiscard]] Status {
   static Status NotFound(std::string message) { return {StatusCode::kNotFound, std::move(message)}; }
   static Status ResourceExhausted(std::string message) {
     return {StatusCode::kResourceExhausted, std::move(message)};
+  }
+  static Status FailedPrecondition(std::string message) {
+    return {StatusCode::kFailedPrecondition, std::move(message)};
   }
   static Status Unavailable(std::string message) {
     return {StatusCode::kUnavailable, std::move(message)};

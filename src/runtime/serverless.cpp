@@ -12,6 +12,7 @@
 
 #include "cli/options.hpp"
 #include "log/logging.hpp"
+#include "runtime/api_mode.hpp"
 #include "runtime/test_mode.hpp"
 
 namespace sluice::serverless {
@@ -52,16 +53,16 @@ int start(Config config, int argc, char** argv) {
   const runtime::WorkerIdentity identity = Identify();
 
   // The mode, chosen as runpod-python chooses it, with sluice's Redis queue added (decisions §1).
-  if (options.serve_api) return NotAvailableYet("--rp_serve_api");
-  if (!options.queue.empty()) return NotAvailableYet("--queue");
-  if (options.test_input || std::getenv("RUNPOD_WEBHOOK_GET_JOB") == nullptr) {
-    try {
+  try {
+    if (options.serve_api) return runtime::RunJobApi(config, options, identity);
+    if (!options.queue.empty()) return NotAvailableYet("--queue");
+    if (options.test_input || std::getenv("RUNPOD_WEBHOOK_GET_JOB") == nullptr) {
       return runtime::RunLocalTest(config, options, identity);
-    } catch (const std::exception& error) {
-      // Handler exceptions never get here (they fail the job); this is sluice's own failure.
-      log::Error("", "Uncaught exception | {}", error.what());
-      return 1;
     }
+  } catch (const std::exception& error) {
+    // Handler exceptions never get here (they fail the job); this is sluice's own failure.
+    log::Error("", "Uncaught exception | {}", error.what());
+    return 1;
   }
   return NotAvailableYet("RunPod production mode (RUNPOD_WEBHOOK_GET_JOB)");
 }

@@ -40,20 +40,6 @@ namespace {
 // return before the process exits without it.
 constexpr std::chrono::seconds kHandlerGracePeriod{5};
 
-// Line and column (1-based) of a byte offset, for parse errors people can find.
-std::string DescribePosition(std::string_view text, std::size_t offset) {
-  std::size_t line = 1, column = 1;
-  for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      column = 1;
-    } else {
-      ++column;
-    }
-  }
-  return fmt::format("line {}, column {} (byte {})", line, column, offset);
-}
-
 // Prints what the scheduler reports, as result lines on `out` and log lines on stderr.
 class PrintingSink final : public core::ResultSink {
  public:
@@ -110,24 +96,11 @@ class PrintingSink final : public core::ResultSink {
 }  // namespace
 
 Result<JobRequest> ParseTestRequest(std::string_view text) {
-  json::stream_parser parser;
-  boost::system::error_code ec;
-  const std::size_t consumed = parser.write_some(text.data(), text.size(), ec);
-  if (!ec && consumed < text.size()) {
-    // write_some stops after one complete value; anything but whitespace after it is an error.
-    const std::size_t rest = text.find_first_not_of(" \t\r\n", consumed);
-    if (rest != std::string_view::npos) {
-      return Status::InvalidArgument(fmt::format("test input is not valid JSON: unexpected text after "
-                                                 "the value at {}",
-                                                 DescribePosition(text, rest)));
-    }
+  Result<json::value> parsed = core::ParseJson(text);
+  if (!parsed.ok()) {
+    return Status::InvalidArgument("test input is not valid JSON: " + parsed.status().message());
   }
-  if (!ec) parser.finish(ec);
-  if (ec) {
-    return Status::InvalidArgument(fmt::format("test input is not valid JSON: {} at {}", ec.message(),
-                                               DescribePosition(text, consumed)));
-  }
-  json::value document = parser.release();
+  json::value document = std::move(parsed).value();
   if (!document.is_object()) {
     return Status::InvalidArgument("test input must be a JSON object with an \"input\" member");
   }

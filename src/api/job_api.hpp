@@ -1,0 +1,76 @@
+// api/job_api.hpp — RunPod's cloud job API over HTTP (docs/job-api.md): the routes, the checks of
+// every request, and the shapes of every answer. It turns HTTP requests into calls on the JobStore
+// and the store's answers into RunPod's JSON; it runs no jobs itself and knows nothing of sockets
+// (http::Server calls `Handle`).
+//
+// Threads: `Handle` runs concurrently on any number of connection strands; `OnJobFinished` is
+// called from the store on I/O or handler threads. Everything here is thread-safe. The JobApi
+// borrows the store and the webhook sender, which must outlive it and every request it serves.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <sluice/task.hpp>
+
+#include "api/metrics.hpp"
+#include "api/webhook.hpp"
+#include "core/job_store.hpp"
+#include "http/server.hpp"
+
+namespace sluice::api {
+
+struct JobApiOptions {
+  /// When set, every request needs `Authorization: Bearer <auth_token>`.
+  std::string auth_token;
+  /// Overrides every per-route body limit (10 MiB /run, 20 MiB /runsync, 1 MiB elsewhere).
+  std::optional<std::size_t> max_body_bytes;
+  /// Longest /runsync wait when the request names none.
+  std::chrono::milliseconds default_wait{90000};
+  /// How often an idle Server-Sent Events stream gets a comment line.
+  std::chrono::steady_clock::duration keep_alive_interval = std::chrono::seconds(15);
+};
+
+/// What /health and /metrics read from the scheduler; each may be empty.
+struct WorkerGauges {
+  std::function<int()> concurrency_limit;
+  std::function<std::size_t()> jobs_running;
+};
+
+class JobApi {
+ public:
+  JobApi(core::JobStore& store, WebhookSender& webhooks, JobApiOptions options, WorkerGauges gauges);
+  JobApi(const JobApi&) = delete;
+  JobApi& operator=(const JobApi&) = delete;
+
+  /// Answers one request (http::RequestHandler).
+  Task<void> Handle(http::Request& request, http::ResponseWriter& writer);
+
+  /// The body limit of a request, by its route (ServerOptions::body_limit).
+  std::size_t BodyLimit(const http::RequestHead& head) const;
+
+  /// Records the job's times and calls its webhook; wire it to JobStore::SetFinishListener.
+  void OnJobFinished(const core::JobView& job);
+
+ private:
+  Task<void> Run(http::Request& request, http::ResponseWriter& writer);
+  Task<void> RunSync(http::Request& request, http::ResponseWriter& writer, std::optional<std::string_view> wait);
+  Task<void> Stream(const http::Request& request, http::ResponseWriter& writer, std::string_view job_id);
+  Task<void> StreamEvents(http::ResponseWriter& writer, std::string job_id);
+  std::string RenderMetrics() const;
+  std::string HealthBody() const;
+
+  core::JobStore& store_;
+  WebhookSender& webhooks_;
+  const JobApiOptions options_;
+  const WorkerGauges gauges_;
+  Histogram delay_seconds_;
+  Histogram execution_seconds_;
+};
+
+}  // namespace sluice::api

@@ -1,0 +1,172 @@
+#include "runtime/api_mode.hpp"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "api/job_api.hpp"
+#include "api/webhook.hpp"
+#include "core/job_store.hpp"
+#include "core/scheduler.hpp"
+#include "http/server.hpp"
+#include "log/logging.hpp"
+
+namespace sluice::runtime {
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// After the drain deadline, how long cancelled jobs get to report, waiting clients to be
+// answered, and webhooks to be delivered, before the process exits regardless.
+constexpr auto kCancelGrace = std::chrono::seconds(2);
+constexpr auto kResponseGrace = std::chrono::seconds(2);
+constexpr auto kWebhookGrace = std::chrono::seconds(5);
+constexpr auto kPollInterval = std::chrono::milliseconds(10);
+
+Clock::duration Seconds(double seconds) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
+// Each connection holds a file descriptor; the soft limit (often 1024) would cap the clients a
+// worker can hold well below what it can serve.
+void RaiseFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+// Waits until `done` is set or `timeout` passes; true when it was set.
+Task<bool> WaitFor(const std::atomic<bool>& done, Clock::duration timeout) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  const Clock::time_point deadline = Clock::now() + timeout;
+  while (!done.load() && Clock::now() < deadline) {
+    timer.expires_after(kPollInterval);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  co_return done.load();
+}
+
+}  // namespace
+
+int RunJobApi(const serverless::Config& config, const cli::WorkerOptions& options, const WorkerIdentity& identity) {
+  RaiseFileLimit();
+  const int io_threads = std::max(1, options.api_concurrency);
+  asio::io_context io(io_threads);
+
+  core::JobStoreOptions store_options;
+  store_options.max_queue = options.max_queue;
+  store_options.result_ttl = Seconds(options.result_ttl);
+  store_options.max_results = options.max_results;
+  if (options.execution_timeout > 0) store_options.default_execution_timeout = Seconds(options.execution_timeout);
+  core::JobStore store(std::move(store_options));
+
+  api::WebhookSender webhooks(io.get_executor());
+  core::Scheduler scheduler(
+      io, config.handler, store, store,
+      {.concurrency = options.concurrency,
+       .max_concurrency = options.max_concurrency,
+       .concurrency_modifier = config.concurrency_modifier,
+       .io_threads = static_cast<std::size_t>(io_threads),
+       .aggregate_stream = config.return_aggregate_stream,
+       .refresh_worker = false,  // no effect outside RunPod production, as in runpod-python
+       .worker_id = identity.worker_id,
+       .hostname = identity.hostname,
+       .warn = [](const std::string& warning) { log::Warn("", "{}", warning); }});
+
+  api::JobApiOptions api_options;
+  api_options.auth_token = options.auth_token;
+  api_options.max_body_bytes = options.max_body_bytes;
+  api::JobApi job_api(store, webhooks, std::move(api_options),
+                      {.concurrency_limit = [&scheduler] { return scheduler.limit(); },
+                       .jobs_running = [&scheduler] { return scheduler.running(); }});
+  store.SetCanceller([&scheduler](std::string_view job_id) { return scheduler.Cancel(job_id); });
+  store.SetFinishListener([&job_api](const core::JobView& job) { job_api.OnJobFinished(job); });
+
+  http::ServerOptions server_options;
+  server_options.host = options.api_host;
+  server_options.port = static_cast<std::uint16_t>(options.api_port);
+  server_options.body_limit = [&job_api](const http::RequestHead& head) { return job_api.BodyLimit(head); };
+  http::Server server(
+      io, [&job_api](http::Request& request, http::ResponseWriter& writer) { return job_api.Handle(request, writer); },
+      std::move(server_options));
+  if (const core::Status started = server.Start(); !started.ok()) {
+    log::Error("", "Cannot serve the job API: {}", started.message());
+    return 1;
+  }
+  log::Info("", "Job API listening on http://{}:{}", options.api_host, server.port());
+
+  std::atomic<bool> scheduler_done{false};
+  asio::co_spawn(io, scheduler.Run(), [&](std::exception_ptr error) {
+    scheduler_done = true;
+    if (error) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        log::Error("", "The scheduler stopped: {}", e.what());
+      }
+    }
+  });
+
+  std::atomic<bool> drained{false};
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int signal_number) {
+    if (ec) return;
+    log::Info("", "{} received: draining (up to {} s for running jobs).",
+              signal_number == SIGINT ? "SIGINT" : "SIGTERM", options.drain_timeout);
+    asio::co_spawn(
+        io,
+        [&]() -> Task<void> {
+          server.Stop();
+          store.Close();
+          if (!co_await WaitFor(scheduler_done, Seconds(options.drain_timeout))) {
+            const core::JobCounts left = store.counts();
+            log::Warn("", "Drain deadline reached: cancelling {} queued and {} running jobs.", left.in_queue,
+                      left.in_progress);
+            store.CancelAll();
+            co_await WaitFor(scheduler_done, kCancelGrace);
+          }
+          co_await server.Drain(kResponseGrace);
+          if (!co_await webhooks.Drain(kWebhookGrace)) {
+            log::Warn("", "{} webhooks were still being delivered at exit.", webhooks.pending());
+          }
+          drained = true;
+          io.stop();
+        },
+        asio::detached);
+  });
+
+  std::vector<std::thread> threads;
+  for (int i = 1; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });
+  io.run();
+  for (std::thread& thread : threads) thread.join();
+
+  if (!scheduler_done.load()) {
+    // A blocking handler that ignores its cancellation still holds a pool thread; the scheduler
+    // cannot be destroyed under it. Every client has had its answer: leave without it.
+    log::Warn("", "A handler has not returned after its cancellation; exiting without it.");
+    std::fflush(stdout);
+    std::fflush(stderr);
+    std::_Exit(0);
+  }
+  log::Info("", "Job API stopped.");
+  return drained.load() ? 0 : 1;
+}
+
+}  // namespace sluice::runtime
