@@ -1896,7 +1896,8 @@ TEST(JobApiShutdown, SigtermLetsRunningJobsFinishAnswersTheirClientsAndExitsZero
   ASSERT_READY(worker);
 
   std::vector<HttpMessage> answers(3);
-  std::vector<std::thread> clients;
+  // std::jthread: joined however the test ends (every request has its own deadline).
+  std::vector<std::jthread> clients;
   for (std::size_t i = 0; i < answers.size(); ++i) {
     clients.emplace_back([&, i] { answers[i] = worker.Post("/runsync", R"({"input":{"delay":2}})"); });
   }
@@ -1929,7 +1930,7 @@ TEST(JobApiShutdown, SigtermLetsRunningJobsFinishAnswersTheirClientsAndExitsZero
   EXPECT_EQ(refusal, ECONNREFUSED) << "a new connection was still accepted " << Seconds(refused_after)
                                    << " s after SIGTERM";
 
-  for (std::thread& client : clients) client.join();
+  for (std::jthread& client : clients) client.join();
   for (const HttpMessage& answer : answers) {
     EXPECT_EQ(answer.status, 200) << answer.Describe();
     EXPECT_EQ(StatusOf(answer.json()), "COMPLETED") << answer.Describe();
@@ -1945,7 +1946,7 @@ TEST(JobApiShutdown, WhatIsLeftAtTheDrainTimeoutIsCancelledAndItsClientAnswered)
   ASSERT_READY(worker);
 
   HttpMessage answer;
-  std::thread client([&] { answer = worker.Post("/runsync", R"({"input":{"delay":60}})"); });
+  std::jthread client([&] { answer = worker.Post("/runsync", R"({"input":{"delay":60}})"); });
   json::value health;
   const auto running_deadline = Clock::now() + 5s;
   do {
@@ -1964,6 +1965,50 @@ TEST(JobApiShutdown, WhatIsLeftAtTheDrainTimeoutIsCancelledAndItsClientAnswered)
   const std::optional<int> exit_code = worker.process().WaitForExit(10s);
   EXPECT_EQ(exit_code, 0) << worker.process().Describe();
   EXPECT_LT(Clock::now() - signalled, 8s) << "drain 1 s plus at most 5 s for webhooks";
+}
+
+TEST(JobApiShutdown, QueuedJobsFinishTooAndTheirWebhooksAreDeliveredBeforeTheExit) {
+  WebhookListener listener;
+  Worker worker("concurrent_handler", {"--concurrency", "1", "--max-concurrency", "1"});
+  ASSERT_READY(worker);
+
+  const std::string hook = listener.url("/drained");
+  const std::string running = worker.Submit(R"({"input":{"delay":1},"webhook":")" + hook + "\"}");
+  ASSERT_EQ(StatusOf(worker.WaitRunning(running)), "IN_PROGRESS");
+  const std::string queued = worker.Submit(R"({"input":{"delay":0.3},"webhook":")" + hook + "\"}");
+  ASSERT_EQ(StatusOf(worker.Status(queued)), "IN_QUEUE");
+
+  ASSERT_TRUE(worker.process().Signal(SIGTERM));
+  const std::optional<int> exit_code = worker.process().WaitForExit(15s);
+  EXPECT_EQ(exit_code, 0) << worker.process().Describe();
+
+  // Both ran to the end, and both webhooks went out before the process exited.
+  const std::vector<HttpMessage> received = listener.WaitFor(2, 0s);
+  ASSERT_EQ(received.size(), 2u) << worker.process().Describe();
+  ExpectEnvelope(WebhookFor(received, running), running, "COMPLETED", "/drained", "output");
+  ExpectEnvelope(WebhookFor(received, queued), queued, "COMPLETED", "/drained", "output");
+}
+
+TEST(JobApiShutdown, ARequestThatArrivesWhileDrainingIs503) {
+  Worker worker("concurrent_handler", {"--concurrency", "2"});
+  ASSERT_READY(worker);
+
+  const std::string running = worker.Submit(R"({"input":{"delay":2}})");
+  ASSERT_EQ(StatusOf(worker.WaitRunning(running)), "IN_PROGRESS");
+  // A connection that is open, with a request begun, when SIGTERM comes.
+  Connection open = Connection::To(worker.port());
+  ASSERT_TRUE(open.ok());
+  const auto deadline = Clock::now() + 10s;
+  ASSERT_TRUE(open.Send("GET /health HTTP/1.1\r\n", deadline));
+  std::this_thread::sleep_for(100ms);
+
+  ASSERT_TRUE(worker.process().Signal(SIGTERM));
+  std::this_thread::sleep_for(300ms);
+  open.Send("Host: 127.0.0.1\r\n\r\n", deadline);
+  const HttpMessage answer = open.ReadMessage(deadline);
+  ExpectError(answer, 503, {}, "a request completed after SIGTERM on an open connection");
+
+  EXPECT_EQ(worker.process().WaitForExit(15s), 0) << worker.process().Describe();
 }
 
 }  // namespace
