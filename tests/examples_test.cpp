@@ -30,8 +30,8 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 
 struct RunResult {
-  // The exit status, or -N when the child died of signal N; 126 and 127 are this runner's own
-  // "could not enter the directory" and "could not exec the program".
+  // The exit status, or -N when the child died of signal N; 125, 126 and 127 are the runner's own
+  // "the test process died first", "could not enter the directory" and "could not exec the program".
   int exit_code = -1;
   bool timed_out = false;
   std::string out;

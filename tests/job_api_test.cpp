@@ -127,11 +127,15 @@ class Connection {
   explicit Connection(int fd) : fd_(fd) {}
   ~Connection() { Close(); }
   Connection(Connection&& other) noexcept
-      : fd_(std::exchange(other.fd_, -1)), buffer_(std::move(other.buffer_)), eof_(other.eof_) {}
+      : fd_(std::exchange(other.fd_, -1)),
+        connect_errno_(other.connect_errno_),
+        buffer_(std::move(other.buffer_)),
+        eof_(other.eof_) {}
   Connection& operator=(Connection&& other) noexcept {
     if (this != &other) {
       Close();
       fd_ = std::exchange(other.fd_, -1);
+      connect_errno_ = other.connect_errno_;
       buffer_ = std::move(other.buffer_);
       eof_ = other.eof_;
     }
