@@ -1,8 +1,9 @@
 # sluice — the two commands of the README, and the rest.
 #
-#   make run     install dependencies, build, run the example worker
+#   make run     install dependencies, build, serve the example worker's job API on 127.0.0.1:8000
 #   make test    install dependencies, build, run every test (ctest)
-#   make bench   build and run the benchmarks
+#   make bench   build and run the benchmarks: sluice_bench, then the job API benchmark
+#                (bench/job_api_bench.sh; BENCH_SECONDS=2 BENCH_SKIP_MILLION=1 for a quick run)
 #   make test-asan / make test-tsan   the tests under AddressSanitizer+UBSan / ThreadSanitizer
 #
 # Every program lands in build/bin/. Sanitizer builds live in build-asan/ and build-tsan/.
@@ -10,9 +11,9 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
-# Tests under ThreadSanitizer: the concurrency core (scheduler, semaphore, pool, queue) and the
-# HTTP server and client.
-TSAN_TESTS ?= Scheduler|AdjustableSemaphore|SlotCounter|BlockingPool|MemoryJobQueue|ConcurrencyController|HttpServer|HttpClient
+# Tests under ThreadSanitizer: the concurrency core (scheduler, semaphore, pool, queue, job store),
+# the HTTP server and client, webhook delivery and the metrics histogram.
+TSAN_TESTS ?= Scheduler|AdjustableSemaphore|SlotCounter|BlockingPool|MemoryJobQueue|ConcurrencyController|HttpServer|HttpClient|JobStore|Webhook|Histogram
 
 .PHONY: all deps build run test bench test-asan test-tsan clean
 
@@ -27,14 +28,21 @@ $(BUILD_DIR)/build.ninja:
 build: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# Serves examples/echo's job API on 127.0.0.1:8000 until Ctrl-C (docs/job-api.md).
 run: build
-	cd examples/echo && ../../$(BUILD_DIR)/bin/echo
+	@echo ''
+	@echo 'Serving examples/echo on http://127.0.0.1:8000 (Ctrl-C stops it). Try, from another terminal:'
+	@echo '  curl -s -X POST http://127.0.0.1:8000/runsync -d '"'"'{"input":{"hello":"world"}}'"'"''
+	@echo '  curl -s http://127.0.0.1:8000/health'
+	@echo ''
+	$(BUILD_DIR)/bin/echo --rp_serve_api --rp_api_host 127.0.0.1 --rp_api_port 8000 --concurrency 8
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
 bench: build
 	$(BUILD_DIR)/bin/sluice_bench
+	BUILD_DIR=$(BUILD_DIR) bash bench/job_api_bench.sh
 
 test-asan: deps
 	cmake -S . -B build-asan -G Ninja -DSLUICE_SANITIZE=address,undefined -DSLUICE_BUILD_BENCHMARKS=OFF $(CMAKE_FLAGS)

@@ -389,14 +389,15 @@ Task<void> JobApi::RunSync(http::Request& request, http::ResponseWriter& writer,
   const std::string& id = *submitted;
   const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(wait_ms);
   for (;;) {
-    const std::optional<JobView> view = store_.Find(id);
+    // Wakes when the job ends, and every kClientCheckInterval to see whether the client left.
+    const Clock::time_point wake = std::min(deadline, Clock::now() + kClientCheckInterval);
+    const std::optional<JobView> view = co_await store_.WaitForEnd(id, wake);
     if (!view) {  // forgotten already (a tiny --result-ttl)
       http::Response response = ErrorResponse(404, fmt::format("job {} not found", id));
       co_await writer.Send(std::move(response));
       co_return;
     }
-    const Clock::time_point now = Clock::now();
-    if (core::IsTerminal(view->status) || now >= deadline) {
+    if (core::IsTerminal(view->status) || Clock::now() >= deadline) {
       http::Response response =
           JsonResponse(200, core::IsTerminal(view->status) ? StatusObject(*view) : IdAndStatus(id, view->status));
       co_await writer.Send(std::move(response));
@@ -406,8 +407,6 @@ Task<void> JobApi::RunSync(http::Request& request, http::ResponseWriter& writer,
       log::Debug(id, "The /runsync client left; the job goes on, its result stays available.");
       co_return;
     }
-    const Clock::time_point wake = std::min(deadline, now + kClientCheckInterval);
-    co_await store_.WaitForEnd(id, wake);
   }
 }
 

@@ -1,6 +1,7 @@
 #include "core/job_store.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <random>
@@ -85,6 +86,14 @@ class JobStore::Impl {
     }
   }
 
+  // An early return from inside the lock: releases it and runs what was deferred so far (the
+  // sweep may have forgotten jobs whose waiters must be woken), then returns `status`.
+  Status ReleaseAndRun(std::unique_lock<std::mutex>& lock, Deferred& deferred, Status status) {
+    lock.unlock();
+    Run(deferred);
+    return status;
+  }
+
   JobRecord* FindLocked(std::string_view id, Clock::time_point now, Deferred& deferred) {
     SweepLocked(now, deferred);
     auto it = jobs_.find(id);
@@ -107,8 +116,8 @@ class JobStore::Impl {
     });
   }
 
-  Task<std::uint64_t> Wait(std::string_view job_id, std::uint64_t seen, Clock::time_point deadline,
-                           bool until_ended);
+  Task<std::optional<JobView>> Wait(std::string_view job_id, std::uint64_t seen, Clock::time_point deadline,
+                                    bool until_ended);
 
   JobView ViewLocked(const JobRecord& job, bool with_result = true) const {
     JobView view;
@@ -127,7 +136,10 @@ class JobStore::Impl {
   // Every path to a terminal status goes through here.
   void FinishLocked(JobRecord& job, JobStatus status, json::object result, Clock::time_point now,
                     Deferred& deferred) {
-    if (job.status == JobStatus::kInQueue && !job.taken) --queued_;
+    if (job.status == JobStatus::kInQueue && !job.taken) {
+      --queued_;
+      DropQueueEntryLocked(job);
+    }
     if (job.taken) --in_progress_;
     job.taken = false;
     job.status = status;
@@ -145,7 +157,9 @@ class JobStore::Impl {
     ChangedLocked(job, deferred);
     finished_order_.push_back({now + options_.result_ttl, &job, job.version});
     ++retained_;
-    deferred.finished.push_back(ViewLocked(job));
+    // The listener needs the result only to send it to a webhook; copying it for every job would
+    // cost a JSON copy per job for nothing.
+    if (finish_listener_) deferred.finished.push_back(ViewLocked(job, !job.webhook.empty()));
   }
 
   void ExpireIfDueLocked(JobRecord& job, Clock::time_point now, Deferred& deferred) {
@@ -174,20 +188,27 @@ class JobStore::Impl {
     }
   }
 
+  // A version 4 UUID: 122 random bits. Submit retries in the (astronomically unlikely) case the
+  // id is taken.
   std::string NewIdLocked() {
-    for (;;) {
-      const std::uint64_t high = random_(), low = random_();
-      // A version 4 UUID: 122 random bits.
-      std::string id = fmt::format("{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}", high >> 32, (high >> 16) & 0xffff,
-                                   high & 0x0fff, 0x8000 | ((low >> 48) & 0x3fff), low & 0xffffffffffffULL);
-      if (!jobs_.contains(std::string_view(id))) return id;
-    }
+    const std::uint64_t high = random_(), low = random_();
+    return fmt::format("{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}", high >> 32, (high >> 16) & 0xffff, high & 0x0fff,
+                       0x8000 | ((low >> 48) & 0x3fff), low & 0xffffffffffffULL);
   }
 
   void EnqueueLocked(JobRecord& job) {
     job.ticket = ++next_ticket_;
     queue_.push_back({&job, job.ticket});
     ++queued_;
+  }
+
+  // Removes the queue entry of a job that ends without being taken (cancelled, expired), if it is
+  // still there: its record may be forgotten, and freed, long before a Take would reach the entry.
+  // Tickets grow with every push_back, so the queue is sorted by ticket.
+  void DropQueueEntryLocked(const JobRecord& job) {
+    auto it = std::lower_bound(queue_.begin(), queue_.end(), job.ticket,
+                               [](const QueueEntry& entry, std::uint64_t ticket) { return entry.ticket < ticket; });
+    if (it != queue_.end() && it->ticket == job.ticket && it->job == &job) queue_.erase(it);
   }
 
   // The first current queue entry, with expired ones finished on the way; null when none.
@@ -213,9 +234,17 @@ class JobStore::Impl {
     JobRecord* job;
     std::uint64_t version;
   };
+  // The ids the map holds are random UUIDs, so a few of their bytes hash as well as all of them,
+  // and this is every lookup's first step. Any string may be looked up; it only picks a bucket.
   struct StringHash {
     using is_transparent = void;
-    std::size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
+    std::size_t operator()(std::string_view text) const noexcept {
+      if (text.size() < 16) return std::hash<std::string_view>{}(text);
+      std::uint64_t head, tail;
+      std::memcpy(&head, text.data(), sizeof head);
+      std::memcpy(&tail, text.data() + text.size() - sizeof tail, sizeof tail);
+      return static_cast<std::size_t>((head ^ (tail * 0x9E3779B97F4A7C15ULL)) * 0xBF58476D1CE4E5B9ULL);
+    }
   };
 
   JobStoreOptions options_;
@@ -225,8 +254,9 @@ class JobStore::Impl {
   mutable std::mutex mutex_;
   // Keyed by a view of the record's own id. Queue and finish-order entries point into the
   // records: a record is erased only through its current finish-order entry, after every older
-  // entry of it has left the front of that (time-ordered) deque, and queue entries of a terminal
-  // record are skipped by ticket, so no entry outlives its record while it can still be read.
+  // entry of it has left the front of that (time-ordered) deque; and a queue entry leaves the
+  // queue when its job is taken or ends there (DropQueueEntryLocked), so only queued, non-terminal
+  // records are pointed to from the queue and no entry outlives its record.
   std::unordered_map<std::string_view, std::unique_ptr<JobRecord>, StringHash, std::equal_to<>> jobs_;
   std::deque<QueueEntry> queue_;
   std::deque<FinishedEntry> finished_order_;
@@ -260,7 +290,7 @@ Result<std::string> JobStore::Submit(NewJob new_job) {
   std::optional<PostedHandler<>> waiter;
   std::string id;
   {
-    std::lock_guard lock(impl.mutex_);
+    std::unique_lock lock(impl.mutex_);
     if (impl.closed_) {
       ++impl.counts_.rejected_closed;
       return Status::Unavailable("the worker is shutting down and takes no new jobs");
@@ -269,20 +299,26 @@ Result<std::string> JobStore::Submit(NewJob new_job) {
     impl.SweepLocked(now, deferred);
     if (impl.queued_ >= impl.options_.max_queue) {
       ++impl.counts_.rejected_queue_full;
-      return Status::ResourceExhausted(
-          fmt::format("the queue is full: {} jobs are waiting (--max-queue)", impl.queued_));
+      return impl.ReleaseAndRun(
+          lock, deferred,
+          Status::ResourceExhausted(fmt::format("the queue is full: {} jobs are waiting (--max-queue)", impl.queued_)));
     }
     auto job = std::make_unique<JobRecord>();
-    job->id = impl.NewIdLocked();
     job->submitted_at = now;
     job->request = std::move(new_job.request);
     job->webhook = std::move(new_job.webhook);
     job->execution_timeout =
         new_job.execution_timeout ? new_job.execution_timeout : impl.options_.default_execution_timeout;
     if (new_job.ttl) job->queue_deadline = now + *new_job.ttl;
-    id = job->id;
     JobRecord& record = *job;
-    impl.jobs_.emplace(std::string_view(record.id), std::move(job));
+    for (;;) {
+      record.id = impl.NewIdLocked();
+      auto [slot, inserted] = impl.jobs_.try_emplace(std::string_view(record.id), nullptr);
+      if (!inserted) continue;
+      slot->second = std::move(job);
+      break;
+    }
+    id = record.id;
     impl.EnqueueLocked(record);
     ++impl.counts_.submitted;
     waiter.swap(impl.take_waiter_);
@@ -309,10 +345,12 @@ Result<JobStatus> JobStore::Cancel(std::string_view job_id) {
   Impl::Deferred deferred;
   JobStatus status;
   {
-    std::lock_guard lock(impl.mutex_);
+    std::unique_lock lock(impl.mutex_);
     const Clock::time_point now = impl.options_.now();
     JobRecord* job = impl.FindLocked(job_id, now, deferred);
-    if (job == nullptr) return Status::NotFound(fmt::format("job {} not found", job_id));
+    if (job == nullptr) {
+      return impl.ReleaseAndRun(lock, deferred, Status::NotFound(fmt::format("job {} not found", job_id)));
+    }
     if (IsTerminal(job->status)) {
       status = job->status;
     } else if (!job->taken) {
@@ -332,20 +370,25 @@ Status JobStore::Retry(std::string_view job_id) {
   Impl::Deferred deferred;
   std::optional<PostedHandler<>> waiter;
   {
-    std::lock_guard lock(impl.mutex_);
+    std::unique_lock lock(impl.mutex_);
     if (impl.closed_) return Status::Unavailable("the worker is shutting down and takes no new jobs");
     const Clock::time_point now = impl.options_.now();
     JobRecord* job = impl.FindLocked(job_id, now, deferred);
-    if (job == nullptr) return Status::NotFound(fmt::format("job {} not found", job_id));
+    if (job == nullptr) {
+      return impl.ReleaseAndRun(lock, deferred, Status::NotFound(fmt::format("job {} not found", job_id)));
+    }
     if (job->status != JobStatus::kFailed && job->status != JobStatus::kTimedOut &&
         job->status != JobStatus::kCancelled) {
-      return Status::FailedPrecondition(fmt::format(
-          "job {} is {}; only FAILED, TIMED_OUT or CANCELLED jobs can be retried", job->id, ToString(job->status)));
+      return impl.ReleaseAndRun(lock, deferred,
+                                Status::FailedPrecondition(fmt::format(
+                                    "job {} is {}; only FAILED, TIMED_OUT or CANCELLED jobs can be retried",
+                                    job->id, ToString(job->status))));
     }
     if (impl.queued_ >= impl.options_.max_queue) {
       ++impl.counts_.rejected_queue_full;
-      return Status::ResourceExhausted(
-          fmt::format("the queue is full: {} jobs are waiting (--max-queue)", impl.queued_));
+      return impl.ReleaseAndRun(
+          lock, deferred,
+          Status::ResourceExhausted(fmt::format("the queue is full: {} jobs are waiting (--max-queue)", impl.queued_)));
     }
     --impl.retained_;  // its finish-order entry is stale from now on (the version changes)
     job->status = JobStatus::kInQueue;
@@ -402,53 +445,55 @@ std::optional<StreamRead> JobStore::ReadChunks(std::string_view job_id, std::opt
 }
 
 Task<std::uint64_t> JobStore::WaitForChange(std::string_view job_id, std::uint64_t seen, Clock::time_point deadline) {
-  co_return co_await impl_->Wait(job_id, seen, deadline, false);
+  const std::optional<JobView> job = co_await impl_->Wait(job_id, seen, deadline, false);
+  co_return job ? job->version : 0;
 }
 
-Task<std::uint64_t> JobStore::WaitForEnd(std::string_view job_id, Clock::time_point deadline) {
+Task<std::optional<JobView>> JobStore::WaitForEnd(std::string_view job_id, Clock::time_point deadline) {
   co_return co_await impl_->Wait(job_id, 0, deadline, true);
 }
 
 // The store is kept alive by the caller (it outlives every request), so `this` is safe here.
-Task<std::uint64_t> JobStore::Impl::Wait(std::string_view job_id, std::uint64_t seen, Clock::time_point deadline,
-                                         bool until_ended) {
-  Impl& impl = *this;
-  auto waiter = std::make_shared<ChangeWaiter>(co_await asio::this_coro::executor, until_ended);
+// Returns the job as it is when the wait ends, with its result only when waiting for the end.
+Task<std::optional<JobView>> JobStore::Impl::Wait(std::string_view job_id, std::uint64_t seen,
+                                                  Clock::time_point deadline, bool until_ended) {
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  std::shared_ptr<ChangeWaiter> waiter;
   {
-    Impl::Deferred deferred;
-    std::uint64_t version = 0;
-    bool parked = false;
+    Deferred deferred;
+    std::optional<JobView> view;
     {
-      std::lock_guard lock(impl.mutex_);
-      JobRecord* job = impl.FindLocked(job_id, impl.options_.now(), deferred);
+      std::lock_guard lock(mutex_);
+      JobRecord* job = FindLocked(job_id, options_.now(), deferred);
       if (job != nullptr) {
-        version = job->version;
-        const bool wait = until_ended ? !IsTerminal(job->status) : version == seen;
+        const bool wait = until_ended ? !IsTerminal(job->status) : job->version == seen;
         if (wait) {
+          waiter = std::make_shared<ChangeWaiter>(executor, until_ended);
           job->waiters.push_back(waiter);
-          parked = true;
+        } else {
+          view = ViewLocked(*job, until_ended);
         }
       }
     }
-    impl.Run(deferred);
-    if (!parked) co_return version;
+    Run(deferred);
+    if (!waiter) co_return view;
   }
   // The wake-up is posted to this coroutine's executor, so it runs only after this wait has
   // started, and cancels it; reaching the deadline ends it as well.
   waiter->timer.expires_at(deadline);
   co_await waiter->timer.async_wait(asio::as_tuple(asio::use_awaitable));
-  Impl::Deferred deferred;
-  std::uint64_t version = 0;
+  Deferred deferred;
+  std::optional<JobView> view;
   {
-    std::lock_guard lock(impl.mutex_);
-    JobRecord* job = impl.FindLocked(job_id, impl.options_.now(), deferred);
+    std::lock_guard lock(mutex_);
+    JobRecord* job = FindLocked(job_id, options_.now(), deferred);
     if (job != nullptr) {
-      version = job->version;
       std::erase(job->waiters, waiter);
+      view = ViewLocked(*job, until_ended);
     }
   }
-  impl.Run(deferred);
-  co_return version;
+  Run(deferred);
+  co_return view;
 }
 
 void JobStore::Close() {

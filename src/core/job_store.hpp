@@ -110,7 +110,8 @@ class JobStore final : public JobSource, public ResultSink {
 
   /// Wiring, done before jobs flow. The canceller cancels a job the scheduler holds (true when it
   /// knew the job). The finish listener is called once per terminal transition, with the job's
-  /// final view; it must be thread-safe and quick (it runs on I/O or handler threads).
+  /// final view (its result included only when the job has a webhook); it must be thread-safe
+  /// and quick (it runs on I/O or handler threads).
   void SetCanceller(std::function<bool(std::string_view job_id)> canceller);
   void SetFinishListener(std::function<void(const JobView&)> listener);
 
@@ -144,8 +145,10 @@ class JobStore final : public JobSource, public ResultSink {
   /// woken by a post to that executor.
   Task<std::uint64_t> WaitForChange(std::string_view job_id, std::uint64_t seen, Clock::time_point deadline);
 
-  /// Like WaitForChange, but only the job's end (or its being forgotten) wakes it: /runsync.
-  Task<std::uint64_t> WaitForEnd(std::string_view job_id, Clock::time_point deadline);
+  /// Suspends until the job has ended, is forgotten, or `deadline` passes (returns at once when it
+  /// has ended already); other changes do not wake it. Returns the job then, with its result, or
+  /// nothing when it is unknown. Same executor rule as WaitForChange. /runsync waits here.
+  Task<std::optional<JobView>> WaitForEnd(std::string_view job_id, Clock::time_point deadline);
 
   /// Stops accepting jobs: Submit is kUnavailable from now on; queued jobs are still taken, then
   /// Take returns empty and the scheduler stops.

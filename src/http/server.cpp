@@ -10,6 +10,8 @@
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <iterator>
+#include <tuple>
 #include <utility>
 
 #include <boost/asio/as_tuple.hpp>
@@ -25,6 +27,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+#include <fmt/format.h>
 
 #include <sluice/version.hpp>
 
@@ -56,6 +59,41 @@ std::string ErrorJson(std::string_view message) {
   boost::json::object object;
   object["error"] = message;
   return boost::json::serialize(object);
+}
+
+// The head of a complete response, written by hand: this is every request's path, and Beast's
+// fields container would allocate once per header. Header fields with a CR or LF are dropped (no
+// header injection, whatever a handler passes).
+std::string ResponseHead(const Response& response, unsigned version, bool keep_alive) {
+  std::string head;
+  head.reserve(160);
+  head += version >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";
+  fmt::format_to(std::back_inserter(head), "{} ", response.status);
+  head += bhttp::obsolete_reason(static_cast<bhttp::status>(response.status));
+  head += "\r\nServer: ";
+  head += ServerName();
+  head += "\r\nContent-Type: ";
+  head += response.content_type;
+  head += "\r\n";
+  for (const HeaderField& field : response.headers) {
+    if (field.name.find_first_of("\r\n:") != std::string::npos || field.value.find_first_of("\r\n") != std::string::npos) {
+      continue;
+    }
+    head += field.name;
+    head += ": ";
+    head += field.value;
+    head += "\r\n";
+  }
+  fmt::format_to(std::back_inserter(head), "Content-Length: {}\r\n", response.body.size());
+  if (version >= 11 && !keep_alive) head += "Connection: close\r\n";
+  if (version < 11 && keep_alive) head += "Connection: keep-alive\r\n";
+  head += "\r\n";
+  return head;
+}
+
+// HTTP/1.1 only (RFC 9110 §10.1.1: a 1.0 client must not be sent a 100).
+bool ExpectsContinue(const RequestHead& head) {
+  return head.version >= 11 && beast::iequals(head.header("Expect"), "100-continue");
 }
 
 bool IsProtocolError(const error_code& ec) {
@@ -131,8 +169,9 @@ class Server::Impl : public std::enable_shared_from_this<Server::Impl> {
 
 namespace detail {
 
-// One client connection. Everything here runs on the connection's strand: the serving coroutine,
-// the handler it awaits, the client watch, and the closes that Stop and Drain post to it.
+// One client connection. Everything here runs on the connection's strand (or on the one thread
+// that runs the io_context, see ServerOptions::io_threads): the serving coroutine, the handler it
+// awaits, and the closes that Stop and Drain post to it.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<Server::Impl> server, tcp::socket socket)
@@ -152,7 +191,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Task<bool> SendChunk(std::string_view text);
   Task<bool> EndStream();
   bool started() const noexcept { return answer_ != Answer::kNone; }
-  bool client_gone() const noexcept { return client_gone_; }
+  // Feeds the buffered bytes to the parser; an error other than "need more".
+  error_code ParseBuffered(bhttp::request_parser<bhttp::string_body>& parser);
+  // Peeks at the socket (never reading from it) to learn whether the client has closed its side.
+  bool ClientGone() noexcept;
 
  private:
   enum class Answer { kNone, kComplete, kStreaming, kStreamEnded };
@@ -160,12 +202,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Task<void> Serve();
   Task<void> RejectAndClose(unsigned status, std::string_view message);
   Task<void> LingeringClose();
-  template <class Message>
-  Task<bool> Write(Message& message);
   template <class Buffers>
   Task<bool> WriteBuffers(const Buffers& buffers);
-  void WatchClient();
-  void StopWatchingClient();
   void Close();
 
   const std::shared_ptr<Server::Impl> server_;
@@ -180,10 +218,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Of the response being written: the request's wish, unless the server is stopping.
   bool keep_alive_ = true;
   unsigned request_version_ = 11;
+  bool head_request_ = false;  // a HEAD: responses carry their headers but no body
   bool chunked_ = false;
   Answer answer_ = Answer::kNone;
-  // Counts handler runs, so that a client watch completing late is not taken for the next one.
-  std::uint64_t round_ = 0;
 };
 
 Task<void> Connection::Run(std::shared_ptr<Connection> self) {
@@ -224,8 +261,14 @@ Task<void> Connection::Serve() {
     // The limit is known only after the head; the parser would otherwise apply its 1 MB default
     // to the Content-Length while reading the head.
     parser.body_limit(boost::none);
-    stream_.expires_after(options_.header_timeout);
-    auto [head_ec, head_bytes] = co_await bhttp::async_read_header(stream_, buffer_, parser, kNoThrow);
+    // Parse what is buffered first: a request that arrived whole (the common case) is then read
+    // with no further trip through the I/O loop. Only a head that is still incomplete waits.
+    error_code head_ec = ParseBuffered(parser);
+    if (!head_ec && !parser.is_header_done()) {
+      stream_.expires_after(options_.header_timeout);
+      std::size_t head_bytes = 0;
+      std::tie(head_ec, head_bytes) = co_await bhttp::async_read_header(stream_, buffer_, parser, kNoThrow);
+    }
     if (head_ec == bhttp::error::header_limit) {
       co_await RejectAndClose(431, fmt::format("request header is over the limit of {} bytes",
                                                options_.max_header_bytes));
@@ -240,6 +283,7 @@ Task<void> Connection::Serve() {
     Request request;
     static_cast<RequestHead&>(request) = MakeHead(parser);
     request_version_ = request.version;
+    head_request_ = request.method == "HEAD";
     keep_alive_ = request.keep_alive;
 
     if (server_->stopping_.load()) {
@@ -266,8 +310,22 @@ Task<void> Connection::Serve() {
     }
     if (!parser.is_done()) {
       parser.body_limit(limit);  // chunked bodies are checked as they arrive
-      stream_.expires_after(options_.body_timeout);
-      auto [body_ec, body_bytes] = co_await bhttp::async_read(stream_, buffer_, parser, kNoThrow);
+      parser.eager(true);
+      error_code body_ec = ParseBuffered(parser);
+      if (!body_ec && !parser.is_done() && buffer_.size() == 0 && ExpectsContinue(request)) {
+        // curl and others wait (a second, for curl) for this before sending a body; the body is
+        // welcome, since its size passed the limit above.
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        stream_.expires_after(options_.write_timeout);
+        auto [continue_ec, continue_bytes] =
+            co_await asio::async_write(stream_, asio::const_buffer(kContinue.data(), kContinue.size()), kNoThrow);
+        if (continue_ec) co_return;
+      }
+      if (!body_ec && !parser.is_done()) {
+        stream_.expires_after(options_.body_timeout);
+        std::size_t body_bytes = 0;
+        std::tie(body_ec, body_bytes) = co_await bhttp::async_read(stream_, buffer_, parser, kNoThrow);
+      }
       if (body_ec == bhttp::error::body_limit) {
         co_await RejectAndClose(413, over_limit);
         co_return;
@@ -284,7 +342,6 @@ Task<void> Connection::Serve() {
     answer_ = Answer::kNone;
     ResponseWriter writer(*this);
     std::optional<std::string> failure;
-    WatchClient();
     try {
       co_await server_->handler_(request, writer);
     } catch (const std::exception& e) {
@@ -292,8 +349,6 @@ Task<void> Connection::Serve() {
     } catch (...) {
       failure = "unknown exception";
     }
-    StopWatchingClient();
-
     if (failure) {
       log::Error("", "http server: the handler of {} {} threw: {}", request.method, request.target,
                  *failure);
@@ -302,8 +357,9 @@ Task<void> Connection::Serve() {
         response.status = 500;
         response.body = ErrorJson("internal error: " + *failure);
         co_await Send(std::move(response));
-      } else if (answer_ == Answer::kStreaming) {
-        // Without the last chunk the client sees the stream was cut, not complete.
+      } else {
+        // A stream without its last chunk shows the client it was cut; a response that threw
+        // while being written may be half sent. Either way only closing tells the client.
         co_return;
       }
     } else if (answer_ == Answer::kNone) {
@@ -346,17 +402,6 @@ Task<void> Connection::LingeringClose() {
 // A write to a client that has closed its side usually succeeds (the reset comes later), so the
 // client watch's verdict counts too. The write is still made: a client that only half-closed
 // after its request gets its response.
-template <class Message>
-Task<bool> Connection::Write(Message& message) {
-  stream_.expires_after(options_.write_timeout);
-  auto [ec, n] = co_await bhttp::async_write(stream_, message, kNoThrow);
-  if (ec) {
-    client_gone_ = true;
-    Close();
-  }
-  co_return !client_gone_;
-}
-
 template <class Buffers>
 Task<bool> Connection::WriteBuffers(const Buffers& buffers) {
   stream_.expires_after(options_.write_timeout);
@@ -373,15 +418,11 @@ Task<bool> Connection::Send(Response response) {
   answer_ = Answer::kComplete;
   if (closed_) co_return false;
   if (server_->stopping_.load()) keep_alive_ = false;
-  bhttp::response<bhttp::string_body> message(static_cast<bhttp::status>(response.status),
-                                              request_version_);
-  message.set(bhttp::field::server, ServerName());
-  message.set(bhttp::field::content_type, response.content_type);
-  for (const auto& field : response.headers) message.insert(field.name, field.value);
-  message.keep_alive(keep_alive_);
-  message.body() = std::move(response.body);
-  message.prepare_payload();
-  co_return co_await Write(message);
+  const std::string head = ResponseHead(response, request_version_, keep_alive_);
+  // A response to HEAD says what a GET would get (Content-Length included); the body stays home.
+  const std::array<asio::const_buffer, 2> buffers{
+      asio::buffer(head), head_request_ ? asio::const_buffer() : asio::buffer(response.body)};
+  co_return co_await WriteBuffers(buffers);
 }
 
 Task<bool> Connection::StartStream(StreamHead head) {
@@ -437,37 +478,29 @@ Task<bool> Connection::EndStream() {
 // While the handler runs nothing reads the socket (a read would have to consume pipelined
 // requests, and its deadline would cut long handlers). Waiting for readability and peeking tells
 // a closed client (end of stream, reset) from one that sent more, without consuming anything.
-void Connection::WatchClient() {
-  if (closed_ || client_gone_) return;
-  stream_.socket().async_wait(
-      tcp::socket::wait_read, [self = shared_from_this(), round = round_](error_code ec) {
-        if (ec == asio::error::operation_aborted || round != self->round_ || self->closed_) return;
-        if (ec) {
-          self->client_gone_ = true;
-          return;
-        }
-        char byte;
-        const ssize_t n = ::recv(self->stream_.socket().native_handle(), &byte, 1,
-                                 MSG_PEEK | MSG_DONTWAIT);
-        if (n == 0) {
-          self->client_gone_ = true;
-        } else if (n < 0) {
-          if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-            self->WatchClient();  // a spurious wake-up
-          } else {
-            self->client_gone_ = true;
-          }
-        }
-        // n > 0: the client sent more (a pipelined request); it is there, and the bytes wait
-        // for the next read.
-      });
+error_code Connection::ParseBuffered(bhttp::request_parser<bhttp::string_body>& parser) {
+  error_code ec;
+  while (buffer_.size() > 0 && !parser.is_done()) {
+    const std::size_t used = parser.put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec == bhttp::error::need_more) return {};
+    if (ec || used == 0) return ec;
+    if (!parser.eager() && parser.is_header_done()) break;  // the caller decides the body limit first
+  }
+  return ec;
 }
 
-void Connection::StopWatchingClient() {
-  ++round_;
-  if (closed_) return;
-  error_code ignored;
-  stream_.socket().cancel(ignored);
+bool Connection::ClientGone() noexcept {
+  if (client_gone_ || closed_) return client_gone_;
+  char byte;
+  const ssize_t n = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  // n > 0: the client sent more (a pipelined request): it is there, and the bytes wait for the
+  // next read. EAGAIN: nothing to read, the connection is open.
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+    client_gone_ = true;
+    Close();
+  }
+  return client_gone_;
 }
 
 }  // namespace detail
@@ -484,7 +517,7 @@ Task<bool> ResponseWriter::StartStream() { return connection_->StartStream(Strea
 Task<bool> ResponseWriter::SendChunk(std::string_view text) { return connection_->SendChunk(text); }
 Task<bool> ResponseWriter::EndStream() { return connection_->EndStream(); }
 bool ResponseWriter::started() const noexcept { return connection_->started(); }
-bool ResponseWriter::client_gone() const noexcept { return connection_->client_gone(); }
+bool ResponseWriter::client_gone() const noexcept { return connection_->ClientGone(); }
 
 // ---------------------------------------------------------------------------------------------
 
@@ -532,7 +565,9 @@ core::Status Server::Impl::Start() {
 Task<void> Server::Impl::Accept() {
   auto self = shared_from_this();
   for (;;) {
-    tcp::socket socket(asio::make_strand(io_));
+    // With one thread running the io_context, nothing runs concurrently anyway: the strand would
+    // only add a dispatch to every step of every request.
+    tcp::socket socket = options_.io_threads == 1 ? tcp::socket(io_.get_executor()) : tcp::socket(asio::make_strand(io_));
     auto [ec] = co_await acceptor_.async_accept(socket, kNoThrow);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) break;

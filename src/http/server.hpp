@@ -16,8 +16,11 @@
 // on a still-open connection afterwards gets 503. `Drain(timeout)` waits for the connections to end
 // and closes the rest at the deadline.
 //
-// Not done: `Expect: 100-continue` is not answered (clients send the body after their own short
-// wait), HEAD responses carry a body, no TLS, no HTTP/2.
+// `Expect: 100-continue` is answered with 100 Continue once the head has passed the body limit.
+//
+// A response to HEAD is written without its body (its Content-Length still says how long it is).
+//
+// Not done: no TLS, no HTTP/2.
 //
 // Ownership and threads: the Server borrows the io_context, which may be run by any number of
 // threads and must outlive every connection (connections keep the server's internals alive, so
@@ -106,8 +109,9 @@ class ResponseWriter {
 
   /// True once a response (or a stream's head) has been written or attempted.
   bool started() const noexcept;
-  /// True once the client has closed its side or the connection failed. Learnt without reading
-  /// the socket while the handler runs, so a long handler can give up early.
+  /// True once the client has closed its side or the connection failed. Each call peeks at the
+  /// socket without reading from it (one non-blocking syscall), so a long handler can look now
+  /// and then and give up early; a client that has sent a pipelined request is still there.
   bool client_gone() const noexcept;
 
  private:
@@ -133,6 +137,9 @@ struct ServerOptions {
   /// After an error response the server reads (and discards) what the client still sends, for at
   /// most this long, so the client reads the response before the connection is reset.
   std::chrono::steady_clock::duration linger_timeout = std::chrono::seconds(1);
+  /// How many threads run the io_context; 0 when unknown. With exactly 1, connections run on the
+  /// io_context's executor directly, without a strand each.
+  std::size_t io_threads = 0;
 };
 
 class Server {

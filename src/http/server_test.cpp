@@ -366,6 +366,35 @@ TEST_F(HttpServerTest, RejectsABodyOverThePerRequestLimitAndCloses) {
   }
 }
 
+TEST_F(HttpServerTest, AnswersExpectContinueBeforeTheBodyIsSent) {
+  StartServer(EchoHandler);
+  TestClient client(port());
+  ASSERT_TRUE(client.Send("POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+  auto interim = client.ReadHead();  // sent before the body exists, or this read would wait
+  ASSERT_TRUE(interim);
+  EXPECT_EQ(interim->status, 100);
+  ASSERT_TRUE(client.Send("hello"));
+  auto response = client.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 200);
+  EXPECT_EQ(response->body, "POST /e hello");
+}
+
+TEST_F(HttpServerTest, AnswersHeadWithoutABody) {
+  StartServer(EchoHandler);
+  TestClient client(port());
+  ASSERT_TRUE(client.Send("HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto head = client.ReadHead();
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_EQ(head->header("content-length"), "8");  // "HEAD /h "
+  // The next response follows at once: no body bytes came between.
+  ASSERT_TRUE(client.Send(Get("/next")));
+  auto next = client.ReadResponse();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->body, "GET /next ");
+}
+
 TEST_F(HttpServerTest, RejectsMalformedRequestsAndCloses) {
   StartServer(EchoHandler);
   TestClient client(port());

@@ -102,6 +102,7 @@ int RunJobApi(const serverless::Config& config, const cli::WorkerOptions& option
   http::ServerOptions server_options;
   server_options.host = options.api_host;
   server_options.port = static_cast<std::uint16_t>(options.api_port);
+  server_options.io_threads = static_cast<std::size_t>(io_threads);
   server_options.body_limit = [&job_api](const http::RequestHead& head) { return job_api.BodyLimit(head); };
   http::Server server(
       io, [&job_api](http::Request& request, http::ResponseWriter& writer) { return job_api.Handle(request, writer); },
