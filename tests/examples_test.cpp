@@ -1,15 +1,11 @@
 // End-to-end checks of the example programs: each one is run as a child process in local test mode,
 // the way a user runs it, and judged only by its exit code, stdout and stderr.
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <stdlib.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -26,7 +22,7 @@
 #include <boost/json/value.hpp>
 #include <gtest/gtest.h>
 
-extern char** environ;
+#include "child_process.hpp"
 
 namespace {
 namespace fs = std::filesystem;
@@ -34,8 +30,8 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 
 struct RunResult {
-  // The exit status, or -N when the child died of signal N; 126 and 127 are this runner's own
-  // "could not enter the directory" and "could not exec the program".
+  // The exit status, or -N when the child died of signal N; 125, 126 and 127 are the runner's own
+  // "the test process died first", "could not enter the directory" and "could not exec the program".
   int exit_code = -1;
   bool timed_out = false;
   std::string out;
@@ -48,126 +44,28 @@ constexpr std::chrono::seconds kWatchdog{60};
 fs::path BinaryPath(std::string_view name) { return fs::path(SLUICE_BIN_DIR) / name; }
 fs::path ExampleDir(std::string_view name) { return fs::path(SLUICE_EXAMPLES_DIR) / name; }
 
-// The examples read flags from SLUICE_* and pick their mode from RUNPOD_*; whatever the shell that
-// runs the tests has set must not change what they do.
-std::vector<std::string> HermeticEnvironment() {
-  std::vector<std::string> env;
-  for (char** entry = environ; *entry != nullptr; ++entry) {
-    const std::string_view text(*entry);
-    if (text.starts_with("SLUICE_") || text.starts_with("RUNPOD_")) continue;
-    env.emplace_back(text);
-  }
-  return env;
-}
-
-void CloseIfOpen(int& fd) {
-  if (fd >= 0) ::close(fd);
-  fd = -1;
-}
-
-// Runs `program args...` in `cwd` with stdin on /dev/null, and collects stdout and stderr
-// separately. Both pipes are drained with poll() so a child that fills one while we wait on the
-// other cannot deadlock us; after kWatchdog the child is killed and `timed_out` is set.
-// With `interrupt_after` set, the child gets SIGINT once that much time has passed.
+// Runs `program args...` in `cwd` (stdin on /dev/null, a hermetic environment: child_process.hpp)
+// and collects stdout and stderr separately; after kWatchdog the child is killed and `timed_out`
+// is set. With `interrupt_after` set, the child gets SIGINT once that much time has passed.
 RunResult RunProgram(const fs::path& program, const std::vector<std::string>& args, const fs::path& cwd,
                      std::optional<std::chrono::milliseconds> interrupt_after = std::nullopt) {
   RunResult result;
-
-  // Everything the child needs is built before fork(): between fork() and exec() only
-  // async-signal-safe calls are allowed, since the test binary has other threads.
-  std::vector<std::string> argv_storage{program.string()};
-  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& arg : argv_storage) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_storage = HermeticEnvironment();
-  std::vector<char*> envp;
-  for (std::string& entry : env_storage) envp.push_back(entry.data());
-  envp.push_back(nullptr);
-  const std::string program_path = program.string();
-  const std::string directory = cwd.string();
-
-  int out_pipe[2] = {-1, -1};
-  int err_pipe[2] = {-1, -1};
-  int dev_null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (dev_null < 0 || ::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "cannot create pipes: " << std::strerror(errno);
-    for (int* fd : {&dev_null, &out_pipe[0], &out_pipe[1], &err_pipe[0], &err_pipe[1]}) CloseIfOpen(*fd);
+  sluice::testing::ChildProcess child(program, args, {.cwd = cwd});
+  if (!child.started()) {
+    ADD_FAILURE() << child.error();
     return result;
   }
-
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    // dup2 clears close-on-exec on the copies, so exactly these three survive exec.
-    if (::chdir(directory.c_str()) != 0 || ::dup2(dev_null, STDIN_FILENO) < 0 ||
-        ::dup2(out_pipe[1], STDOUT_FILENO) < 0 || ::dup2(err_pipe[1], STDERR_FILENO) < 0) {
-      ::_exit(126);
-    }
-    ::execve(program_path.c_str(), argv.data(), envp.data());
-    ::_exit(127);
+  const auto deadline = std::chrono::steady_clock::now() + kWatchdog;
+  if (interrupt_after && !child.WaitForExit(*interrupt_after)) child.Signal(SIGINT);
+  std::optional<int> exit_code = child.WaitForExit(deadline - std::chrono::steady_clock::now());
+  if (!exit_code) {
+    result.timed_out = true;
+    child.Kill();
+    exit_code = child.WaitForExit(10s);
   }
-  CloseIfOpen(dev_null);
-  CloseIfOpen(out_pipe[1]);
-  CloseIfOpen(err_pipe[1]);
-  if (pid < 0) {
-    ADD_FAILURE() << "fork failed: " << std::strerror(errno);
-    CloseIfOpen(out_pipe[0]);
-    CloseIfOpen(err_pipe[0]);
-    return result;
-  }
-
-  const auto started = std::chrono::steady_clock::now();
-  const auto deadline = started + kWatchdog;
-  bool interrupted = false;
-  int readers[2] = {out_pipe[0], err_pipe[0]};
-  std::string* sinks[2] = {&result.out, &result.err};
-  while (readers[0] >= 0 || readers[1] >= 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left <= 0ms) {
-      result.timed_out = true;
-      ::kill(pid, SIGKILL);
-      break;
-    }
-    auto wait = left;
-    if (interrupt_after && !interrupted) {
-      const auto until_interrupt = std::chrono::duration_cast<std::chrono::milliseconds>(
-          started + *interrupt_after - std::chrono::steady_clock::now());
-      if (until_interrupt <= 0ms) {
-        ::kill(pid, SIGINT);
-        interrupted = true;
-      } else {
-        wait = std::min(wait, until_interrupt);
-      }
-    }
-    pollfd fds[2];
-    for (int i = 0; i < 2; ++i) fds[i] = {.fd = readers[i], .events = POLLIN, .revents = 0};
-    const int ready = ::poll(fds, 2, static_cast<int>(wait.count()));
-    if (ready < 0) {
-      if (errno == EINTR) continue;
-      ADD_FAILURE() << "poll failed: " << std::strerror(errno);
-      ::kill(pid, SIGKILL);
-      break;
-    }
-    for (int i = 0; i < 2; ++i) {
-      if (readers[i] < 0 || fds[i].revents == 0) continue;
-      char buffer[4096];
-      const ssize_t got = ::read(readers[i], buffer, sizeof buffer);
-      if (got > 0) {
-        sinks[i]->append(buffer, static_cast<std::size_t>(got));
-      } else if (got == 0 || errno != EINTR) {
-        CloseIfOpen(readers[i]);  // end of file (or a broken pipe): this stream is done
-      }
-    }
-  }
-  CloseIfOpen(readers[0]);
-  CloseIfOpen(readers[1]);
-
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status)) result.exit_code = -WTERMSIG(status);
+  result.exit_code = exit_code.value_or(-1);
+  result.out = child.out();
+  result.err = child.err();
   return result;
 }
 
