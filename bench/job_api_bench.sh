@@ -201,9 +201,9 @@ EOF
 # (the server's CPU time per request, in µs: steadier than the rate on a busy machine), and prints
 # a summary line (and wrk's whole output when a socket error happened).
 run_wrk() {
-  local label=$1 method=$2 url=$3 server_pid=$4 out ticks_before ticks_after
+  local label=$1 method=$2 url=$3 server_pid=$4 script=${5:-$tmp/post.lua} out ticks_before ticks_after
   local args=(-t1 -c32 "-d${BENCH_SECONDS}s" --latency)
-  [[ $method == POST ]] && args+=(-s "$tmp/post.lua")
+  [[ $method == POST ]] && args+=(-s "$script")
   ticks_before=$(cpu_ticks "$server_pid")
   out=$(wrk "${args[@]}" "$url")
   ticks_after=$(cpu_ticks "$server_pid")
@@ -266,6 +266,20 @@ for route in /runsync /run /health; do
     "$wrk_cpu_us" "$nginx_cpu_us")")
 done
 stop "$echo_pid"
+
+# The same /runsync with a coroutine handler that returns at once (sleeper_worker, seconds 0): no
+# hand-off to a pool thread, so this is the job API's own cost per job.
+sed 's/{"input":{}}/{"input":{"seconds":0}}/' "$tmp/post.lua" >"$tmp/post-noop.lua"
+start_worker noop "$BIN/sleeper_worker" --rp_log_level INFO --concurrency 8
+run_wrk nginx POST "http://127.0.0.1:$nginx_port/runsync" "$nginx_pid"
+nginx_rate=$wrk_rate nginx_p99=$wrk_p99 nginx_cpu_us=$wrk_cpu_us
+run_wrk sluice POST "http://127.0.0.1:$worker_port/runsync" "$worker_pid" "$tmp/post-noop.lua"
+stop "$worker_pid"
+ratio=$(awk -v a="$wrk_rate" -v b="$nginx_rate" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
+noop_note=
+(( wrk_socket_errors + wrk_non2xx > 0 )) && noop_note=", $(grouped "$wrk_non2xx") non-2xx and $wrk_socket_errors socket errors"
+rows+=("$(printf '| POST /runsync (no-op coroutine handler%s) | %s | %s | %s | %s ms | %s ms | n/a | %s µs | %s µs |' \
+  "$noop_note" "$(grouped "$wrk_rate")" "$(grouped "$nginx_rate")" "$ratio" "$wrk_p99" "$nginx_p99" "$wrk_cpu_us" "$nginx_cpu_us")")
 stop "$nginx_pid"
 
 echo
