@@ -6,17 +6,9 @@
 // arrive, and never beyond the highest number of tasks that were queued or running at once (the
 // scheduler bounds that by the limit). Threads are kept once started.
 //
-// Hand-off cost: waking a sleeping thread (a futex wake, and on an idle core a wake-up from a sleep
-// state) costs more than a short job itself. So one idle thread at a time spins for a moment
-// (kSpinFor) before it sleeps: jobs that come in a steady stream reach a thread that is already
-// awake, and Submit wakes a sleeper only when there are more tasks than spinners. At most one
-// thread spins, so an idle pool costs at most that moment of one core.
-//
 // Thread-safe. The destructor calls Shutdown().
 #pragma once
 
-#include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -58,9 +50,7 @@ class BlockingPool {
   };
   std::deque<Work> tasks_;                   // guarded by mutex_
   std::vector<std::thread> threads_;         // guarded by mutex_
-  std::size_t idle_ = 0;                     // guarded by mutex_; spinning or sleeping
-  std::size_t spinning_ = 0;                 // guarded by mutex_; 0 or 1
-  std::atomic<std::size_t> queued_{0};       // tasks_.size(), for the spinner to read unlocked
+  std::size_t idle_ = 0;                     // guarded by mutex_
   bool stopping_ = false;                    // guarded by mutex_
 };
 
