@@ -71,8 +71,8 @@ Task<bool> WaitFor(const std::atomic<bool>& done, Clock::duration timeout) {
 
 int RunJobApi(const serverless::Config& config, const cli::WorkerOptions& options, const WorkerIdentity& identity) {
   RaiseFileLimit();
-  const int io_threads = std::max(1, options.api_concurrency);
-  asio::io_context io(io_threads);
+  const std::size_t io_threads = IoThreads(options);
+  asio::io_context io(static_cast<int>(io_threads));
 
   core::JobStoreOptions store_options;
   store_options.max_queue = options.max_queue;
@@ -82,17 +82,9 @@ int RunJobApi(const serverless::Config& config, const cli::WorkerOptions& option
   core::JobStore store(std::move(store_options));
 
   api::WebhookSender webhooks(io.get_executor());
-  core::Scheduler scheduler(
-      io, config.handler, store, store,
-      {.concurrency = options.concurrency,
-       .max_concurrency = options.max_concurrency,
-       .concurrency_modifier = config.concurrency_modifier,
-       .io_threads = static_cast<std::size_t>(io_threads),
-       .aggregate_stream = config.return_aggregate_stream,
-       .refresh_worker = false,  // no effect outside RunPod production, as in runpod-python
-       .worker_id = identity.worker_id,
-       .hostname = identity.hostname,
-       .warn = [](const std::string& warning) { log::Warn("", "{}", warning); }});
+  core::SchedulerOptions scheduler_options = SchedulerOptionsFor(config, options, identity);
+  scheduler_options.refresh_worker = false;  // no effect outside RunPod production, as in runpod-python
+  core::Scheduler scheduler(io, config.handler, store, store, std::move(scheduler_options));
 
   api::JobApiOptions api_options;
   api_options.auth_token = options.auth_token;
@@ -106,7 +98,7 @@ int RunJobApi(const serverless::Config& config, const cli::WorkerOptions& option
   http::ServerOptions server_options;
   server_options.host = options.api_host;
   server_options.port = static_cast<std::uint16_t>(options.api_port);
-  server_options.io_threads = static_cast<std::size_t>(io_threads);
+  server_options.io_threads = io_threads;
   server_options.body_limit = [&job_api](const http::RequestHead& head) { return job_api.BodyLimit(head); };
   http::Server server(
       io, [&job_api](http::Request& request, http::ResponseWriter& writer) { return job_api.Handle(request, writer); },
@@ -180,7 +172,7 @@ int RunJobApi(const serverless::Config& config, const cli::WorkerOptions& option
   });
 
   std::vector<std::thread> threads;
-  for (int i = 1; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });
+  for (std::size_t i = 1; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });
   io.run();
   for (std::thread& thread : threads) thread.join();
 

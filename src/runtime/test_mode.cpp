@@ -158,19 +158,12 @@ int RunLocalTest(const serverless::Config& config, const cli::WorkerOptions& opt
   queue.Close();
   PrintingSink sink(out);
 
-  const int io_threads = std::max(1, options.api_concurrency);
-  boost::asio::io_context io(io_threads);
-  core::Scheduler scheduler(
-      io, config.handler, queue, sink,
-      {.concurrency = options.concurrency,
-       .max_concurrency = options.max_concurrency,
-       .concurrency_modifier = config.concurrency_modifier,
-       .io_threads = static_cast<std::size_t>(io_threads),
-       .aggregate_stream = true,  // the final line lists every chunk, as the dev server does
-       .refresh_worker = false,   // no effect in local mode, as in runpod-python
-       .worker_id = identity.worker_id,
-       .hostname = identity.hostname,
-       .warn = [](const std::string& warning) { log::Warn("", "{}", warning); }});
+  const std::size_t io_threads = IoThreads(options);
+  boost::asio::io_context io(static_cast<int>(io_threads));
+  core::SchedulerOptions scheduler_options = SchedulerOptionsFor(config, options, identity);
+  scheduler_options.aggregate_stream = true;  // the final line lists every chunk, as the dev server does
+  scheduler_options.refresh_worker = false;   // no effect in local mode, as in runpod-python
+  core::Scheduler scheduler(io, config.handler, queue, sink, std::move(scheduler_options));
 
   // SIGINT or SIGTERM cancels the job and ends the run with exit code 0, as runpod-python's
   // SIGINT handler does.
@@ -189,7 +182,7 @@ int RunLocalTest(const serverless::Config& config, const cli::WorkerOptions& opt
     if (error) std::rethrow_exception(error);
   });
   std::vector<std::thread> threads;
-  for (int i = 0; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });
+  for (std::size_t i = 0; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });
 
   const JobOutcome outcome = sink.WaitForOutcome();
   const int exit_code =

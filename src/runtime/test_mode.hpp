@@ -15,13 +15,9 @@
 #include "cli/options.hpp"
 #include "core/job_ports.hpp"
 #include "core/status.hpp"
+#include "runtime/worker_setup.hpp"
 
 namespace sluice::runtime {
-
-struct WorkerIdentity {
-  std::string worker_id;  // $RUNPOD_POD_ID, or a random UUID
-  std::string hostname;   // $RUNPOD_POD_HOSTNAME, or "unknown"
-};
 
 /// Reads a test request: checks it is valid JSON (naming the position when not), an object, and
 /// has a non-null `input`; gives it the id `local_test` unless it names its own.

@@ -1,0 +1,31 @@
+// runtime/worker_setup.hpp — what every mode of the worker sets up the same way: who the worker is,
+// how many I/O threads it runs, and the scheduler's options from the command line and the user's
+// Config. Each mode (test_mode.cpp, api_mode.cpp, ...) starts from these and changes what differs.
+//
+// Pure functions over values; thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include <sluice/serverless.hpp>
+
+#include "cli/options.hpp"
+#include "core/scheduler.hpp"
+
+namespace sluice::runtime {
+
+struct WorkerIdentity {
+  std::string worker_id;  // $RUNPOD_POD_ID, or a random UUID
+  std::string hostname;   // $RUNPOD_POD_HOSTNAME, or "unknown"
+};
+
+/// The threads that run the io_context: `--rp_api_concurrency`, at least 1.
+std::size_t IoThreads(const cli::WorkerOptions& options);
+
+/// The scheduler's options: the limits from the command line, the modifier and the streaming and
+/// refresh flags from the Config, the identity for error reports, warnings to the log.
+core::SchedulerOptions SchedulerOptionsFor(const serverless::Config& config, const cli::WorkerOptions& options,
+                                           const WorkerIdentity& identity);
+
+}  // namespace sluice::runtime
