@@ -1,10 +1,5 @@
 #include "api/job_api.hpp"
 
-// GCC 12 reports a mismatched new/delete at the end of some coroutines here: it sees Asio's frame
-// allocation (aligned_new, through its recycling allocator) and the frame's sized operator delete,
-// which do match. A false positive of the inliner's view of coroutine frames (GCC bug 109224).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -26,6 +21,14 @@ using core::JobStatus;
 using core::JobView;
 using Clock = std::chrono::steady_clock;
 
+enum class RouteName { kRun, kRunSync, kStatus, kStream, kCancel, kRetry, kPurgeQueue, kHealth, kMetrics };
+
+struct Route {
+  RouteName name;
+  std::string_view job_id;  // for the routes that name a job
+  std::string_view allow;   // the methods it accepts, for 405's Allow header
+};
+
 namespace {
 
 constexpr std::size_t kMebibyte = 1024 * 1024;
@@ -34,14 +37,6 @@ constexpr std::int64_t kMaxWaitMs = 300000;
 constexpr std::int64_t kMaxPolicyMs = 7LL * 24 * 3600 * 1000;
 // A /runsync whose client left is noticed within this long (the wait wakes to look).
 constexpr auto kClientCheckInterval = std::chrono::seconds(1);
-
-enum class RouteName { kRun, kRunSync, kStatus, kStream, kCancel, kRetry, kPurgeQueue, kHealth, kMetrics };
-
-struct Route {
-  RouteName name;
-  std::string_view job_id;  // for the routes that name a job
-  std::string_view allow;   // the methods it accepts, for 405's Allow header
-};
 
 // The route of a path, in either layout: /run or /v2/{endpoint_id}/run. Job ids are plain
 // (UUIDs), so the path is matched as sent, without percent-decoding.
@@ -102,6 +97,10 @@ http::Response ErrorResponse(unsigned status, std::string_view message) {
   core::AppendJson(body, json::value(message));
   body += '}';
   return JsonResponse(status, std::move(body));
+}
+
+http::Response JobNotFound(std::string_view job_id) {
+  return ErrorResponse(404, fmt::format("job {} not found", job_id));
 }
 
 unsigned HttpStatusOf(const core::Status& status) {
@@ -262,103 +261,96 @@ std::size_t JobApi::BodyLimit(const http::RequestHead& head) const {
   return kMebibyte;
 }
 
-Task<void> JobApi::Handle(http::Request& request, http::ResponseWriter& writer) {
-  if (!options_.auth_token.empty()) {
-    const std::string_view authorization = request.header("Authorization");
-    constexpr std::string_view kBearer = "Bearer ";
-    const bool bearer = authorization.size() > kBearer.size() &&
-                        std::equal(kBearer.begin(), kBearer.end(), authorization.begin(),
-                                   [](char a, char b) { return std::tolower(a) == std::tolower(b); });
-    if (!bearer || !SameSecret(authorization.substr(kBearer.size()), options_.auth_token)) {
-      http::Response response = ErrorResponse(
-          401, authorization.empty() ? "missing Authorization header: send 'Authorization: Bearer <token>'"
-                                     : "wrong token in the Authorization header");
-      response.headers.push_back({"WWW-Authenticate", "Bearer"});
-      co_await writer.Send(std::move(response));
-      co_return;
-    }
-  }
+// The answer to a request that is not allowed in (a bad or missing token); nothing when it may.
+std::optional<http::Response> JobApi::Refuse(const http::Request& request) const {
+  if (options_.auth_token.empty()) return std::nullopt;
+  const std::string_view authorization = request.header("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  const bool bearer = authorization.size() > kBearer.size() &&
+                      std::equal(kBearer.begin(), kBearer.end(), authorization.begin(),
+                                 [](char a, char b) { return std::tolower(a) == std::tolower(b); });
+  if (bearer && SameSecret(authorization.substr(kBearer.size()), options_.auth_token)) return std::nullopt;
+  http::Response response = ErrorResponse(
+      401, authorization.empty() ? "missing Authorization header: send 'Authorization: Bearer <token>'"
+                                 : "wrong token in the Authorization header");
+  response.headers.push_back({"WWW-Authenticate", "Bearer"});
+  return response;
+}
 
+Task<void> JobApi::Handle(http::Request& request, http::ResponseWriter& writer) {
   const std::string_view target = request.target;
   const std::size_t question = target.find('?');
   const std::string_view path = target.substr(0, question);
   const std::string_view query = question == std::string_view::npos ? "" : target.substr(question + 1);
   const std::optional<Route> route = MatchRoute(path);
-  if (!route) {
-    http::Response response = ErrorResponse(404, fmt::format("no route for {} {}", request.method, path));
-    co_await writer.Send(std::move(response));
-    co_return;
-  }
-  if (!Allows(route->allow, request.method)) {
-    http::Response response = ErrorResponse(
-        405, fmt::format("{} does not accept {}; use {}", path, request.method, route->allow));
-    response.headers.push_back({"Allow", std::string(route->allow)});
-    co_await writer.Send(std::move(response));
-    co_return;
-  }
-
-  const std::string job_id(route->job_id);
-  switch (route->name) {
-    case RouteName::kRun:
-      co_await Run(request, writer);
-      co_return;
-    case RouteName::kRunSync:
+  // Only /runsync and /stream wait, so only they answer by themselves; every other route is a
+  // plain function of the request and the store, answered here.
+  if (!Refuse(request) && route && Allows(route->allow, request.method)) {
+    if (route->name == RouteName::kRunSync) {
       co_await RunSync(request, writer, QueryParameter(query, "wait"));
       co_return;
-    case RouteName::kStream:
-      co_await Stream(request, writer, job_id);
+    }
+    if (route->name == RouteName::kStream) {
+      co_await Stream(request, writer, route->job_id);
       co_return;
-    default:
-      break;
+    }
   }
-
-  http::Response response;
-  switch (route->name) {
-    case RouteName::kStatus: {
-      const std::optional<JobView> job = store_.Find(job_id);
-      response = job ? JsonResponse(200, StatusObject(*job)) : ErrorResponse(404, fmt::format("job {} not found", job_id));
-      break;
-    }
-    case RouteName::kCancel: {
-      const core::Result<JobStatus> status = store_.Cancel(job_id);
-      response = status.ok() ? JsonResponse(200, IdAndStatus(job_id, *status)) : StatusErrorResponse(status.status());
-      if (status.ok()) log::Debug(job_id, "Cancel requested.");
-      break;
-    }
-    case RouteName::kRetry: {
-      const core::Status status = store_.Retry(job_id);
-      response = status.ok() ? JsonResponse(200, IdAndStatus(job_id, JobStatus::kInQueue)) : StatusErrorResponse(status);
-      break;
-    }
-    case RouteName::kPurgeQueue: {
-      const std::size_t removed = store_.Purge();
-      response = JsonResponse(200, fmt::format("{{\"removed\":{},\"status\":\"completed\"}}", removed));
-      break;
-    }
-    case RouteName::kHealth:
-      response = JsonResponse(200, HealthBody());
-      break;
-    case RouteName::kMetrics:
-      response.content_type = std::string(kPrometheusContentType);
-      response.body = RenderMetrics();
-      break;
-    default:
-      response = ErrorResponse(500, "unhandled route");
-      break;
-  }
+  http::Response response = Answer(request, route, path);
   co_await writer.Send(std::move(response));
 }
 
-Task<void> JobApi::Run(http::Request& request, http::ResponseWriter& writer) {
-  core::Result<core::NewJob> job = ParseJobRequest(request.body);
-  if (!job.ok()) {
-    http::Response response = StatusErrorResponse(job.status());
-    co_await writer.Send(std::move(response));
-    co_return;
+http::Response JobApi::Answer(const http::Request& request, const std::optional<Route>& route,
+                              std::string_view path) {
+  if (std::optional<http::Response> refusal = Refuse(request)) return std::move(*refusal);
+  if (!route) return ErrorResponse(404, fmt::format("no route for {} {}", request.method, path));
+  if (!Allows(route->allow, request.method)) {
+    http::Response response =
+        ErrorResponse(405, fmt::format("{} does not accept {}; use {}", path, request.method, route->allow));
+    response.headers.push_back({"Allow", std::string(route->allow)});
+    return response;
   }
-  const core::Result<std::string> id = store_.Submit(std::move(job).value());
-  http::Response response = id.ok() ? JsonResponse(200, IdAndStatus(*id, JobStatus::kInQueue)) : StatusErrorResponse(id.status());
-  co_await writer.Send(std::move(response));
+  const std::string_view job_id = route->job_id;
+  switch (route->name) {
+    case RouteName::kRun: {
+      const core::Result<std::string> id = Submit(request);
+      return id.ok() ? JsonResponse(200, IdAndStatus(*id, JobStatus::kInQueue)) : StatusErrorResponse(id.status());
+    }
+    case RouteName::kStatus: {
+      const std::optional<JobView> job = store_.Find(job_id);
+      return job ? JsonResponse(200, StatusObject(*job)) : JobNotFound(job_id);
+    }
+    case RouteName::kCancel: {
+      const core::Result<JobStatus> status = store_.Cancel(job_id);
+      if (!status.ok()) return StatusErrorResponse(status.status());
+      log::Debug(job_id, "Cancel requested.");
+      return JsonResponse(200, IdAndStatus(job_id, *status));
+    }
+    case RouteName::kRetry: {
+      const core::Status status = store_.Retry(job_id);
+      return status.ok() ? JsonResponse(200, IdAndStatus(job_id, JobStatus::kInQueue)) : StatusErrorResponse(status);
+    }
+    case RouteName::kPurgeQueue:
+      return JsonResponse(200, fmt::format("{{\"removed\":{},\"status\":\"completed\"}}", store_.Purge()));
+    case RouteName::kHealth:
+      return JsonResponse(200, HealthBody());
+    case RouteName::kMetrics: {
+      http::Response response;
+      response.content_type = std::string(kPrometheusContentType);
+      response.body = RenderMetrics();
+      return response;
+    }
+    case RouteName::kRunSync:
+    case RouteName::kStream:
+      break;  // answered by their coroutines
+  }
+  return ErrorResponse(500, "unhandled route");
+}
+
+// Checks a /run or /runsync body and queues its job: the job's id, or why not.
+core::Result<std::string> JobApi::Submit(const http::Request& request) {
+  core::Result<core::NewJob> job = ParseJobRequest(request.body);
+  if (!job.ok()) return job.status();
+  return store_.Submit(std::move(job).value());
 }
 
 Task<void> JobApi::RunSync(http::Request& request, http::ResponseWriter& writer,
@@ -374,13 +366,7 @@ Task<void> JobApi::RunSync(http::Request& request, http::ResponseWriter& writer,
       co_return;
     }
   }
-  core::Result<core::NewJob> job = ParseJobRequest(request.body);
-  if (!job.ok()) {
-    http::Response response = StatusErrorResponse(job.status());
-    co_await writer.Send(std::move(response));
-    co_return;
-  }
-  const core::Result<std::string> submitted = store_.Submit(std::move(job).value());
+  const core::Result<std::string> submitted = Submit(request);
   if (!submitted.ok()) {
     http::Response response = StatusErrorResponse(submitted.status());
     co_await writer.Send(std::move(response));
@@ -393,7 +379,7 @@ Task<void> JobApi::RunSync(http::Request& request, http::ResponseWriter& writer,
     const Clock::time_point wake = std::min(deadline, Clock::now() + kClientCheckInterval);
     const std::optional<JobView> view = co_await store_.WaitForEnd(id, wake);
     if (!view) {  // forgotten already (a tiny --result-ttl)
-      http::Response response = ErrorResponse(404, fmt::format("job {} not found", id));
+      http::Response response = JobNotFound(id);
       co_await writer.Send(std::move(response));
       co_return;
     }
@@ -413,7 +399,7 @@ Task<void> JobApi::RunSync(http::Request& request, http::ResponseWriter& writer,
 Task<void> JobApi::Stream(const http::Request& request, http::ResponseWriter& writer, std::string_view job_id) {
   if (WantsEventStream(request.header("Accept"))) {
     if (!store_.Find(job_id)) {
-      http::Response response = ErrorResponse(404, fmt::format("job {} not found", job_id));
+      http::Response response = JobNotFound(job_id);
       co_await writer.Send(std::move(response));
       co_return;
     }
@@ -422,7 +408,7 @@ Task<void> JobApi::Stream(const http::Request& request, http::ResponseWriter& wr
   }
   const std::optional<core::StreamRead> read = store_.ReadChunks(job_id, std::nullopt);
   if (!read) {
-    http::Response response = ErrorResponse(404, fmt::format("job {} not found", job_id));
+    http::Response response = JobNotFound(job_id);
     co_await writer.Send(std::move(response));
     co_return;
   }

@@ -25,6 +25,8 @@
 
 namespace sluice::api {
 
+struct Route;  // a matched route (job_api.cpp)
+
 struct JobApiOptions {
   /// When set, every request needs `Authorization: Bearer <auth_token>`.
   std::string auth_token;
@@ -58,7 +60,9 @@ class JobApi {
   void OnJobFinished(const core::JobView& job);
 
  private:
-  Task<void> Run(http::Request& request, http::ResponseWriter& writer);
+  std::optional<http::Response> Refuse(const http::Request& request) const;
+  http::Response Answer(const http::Request& request, const std::optional<Route>& route, std::string_view path);
+  core::Result<std::string> Submit(const http::Request& request);
   Task<void> RunSync(http::Request& request, http::ResponseWriter& writer, std::optional<std::string_view> wait);
   Task<void> Stream(const http::Request& request, http::ResponseWriter& writer, std::string_view job_id);
   Task<void> StreamEvents(http::ResponseWriter& writer, std::string job_id);

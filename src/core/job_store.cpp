@@ -119,6 +119,20 @@ class JobStore::Impl {
     });
   }
 
+  // A report from the scheduler about a job it holds: `apply(job, deferred)` changes the job under
+  // the lock and says whether it did (a report that no longer fits the job's state is dropped).
+  template <class Apply>
+  void ApplyReport(std::string_view job_id, Apply&& apply) {
+    Deferred deferred;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = jobs_.find(job_id);
+      if (it == jobs_.end() || !apply(*it->second, deferred)) return;
+      ChangedLocked(*it->second, deferred);
+    }
+    Run(deferred);
+  }
+
   Task<std::optional<JobView>> Wait(std::string_view job_id, std::uint64_t seen, Clock::time_point deadline,
                                     bool until_ended);
 
@@ -592,47 +606,30 @@ Task<std::vector<JobRequest>> JobStore::Take(std::size_t max_jobs) {
 }
 
 void JobStore::OnStarted(const std::string& job_id) {
-  Impl& impl = *impl_;
-  Impl::Deferred deferred;
-  {
-    std::lock_guard lock(impl.mutex_);
-    auto it = impl.jobs_.find(std::string_view(job_id));
-    if (it == impl.jobs_.end()) return;
-    JobRecord& job = *it->second;
-    if (job.status != JobStatus::kInQueue || !job.taken) return;
+  impl_->ApplyReport(job_id, [this](JobRecord& job, Impl::Deferred& deferred) {
+    if (job.status != JobStatus::kInQueue || !job.taken) return false;
     job.status = JobStatus::kInProgress;
     job.started = true;
-    job.started_at = impl.options_.now();
+    job.started_at = impl_->options_.now();
     if (job.cancel_requested) deferred.to_cancel.push_back(job.id);
-    impl.ChangedLocked(job, deferred);
-  }
-  impl.Run(deferred);
+    return true;
+  });
 }
 
 void JobStore::OnProgress(const std::string& job_id, const json::value& update) {
-  Impl& impl = *impl_;
-  Impl::Deferred deferred;
-  {
-    std::lock_guard lock(impl.mutex_);
-    auto it = impl.jobs_.find(std::string_view(job_id));
-    if (it == impl.jobs_.end() || it->second->status != JobStatus::kInProgress) return;
-    it->second->result["output"] = update;
-    impl.ChangedLocked(*it->second, deferred);
-  }
-  impl.Run(deferred);
+  impl_->ApplyReport(job_id, [&update](JobRecord& job, Impl::Deferred&) {
+    if (job.status != JobStatus::kInProgress) return false;
+    job.result["output"] = update;
+    return true;
+  });
 }
 
 void JobStore::OnChunk(const std::string& job_id, const json::value& chunk) {
-  Impl& impl = *impl_;
-  Impl::Deferred deferred;
-  {
-    std::lock_guard lock(impl.mutex_);
-    auto it = impl.jobs_.find(std::string_view(job_id));
-    if (it == impl.jobs_.end() || IsTerminal(it->second->status)) return;
-    it->second->chunks.push_back(chunk);
-    impl.ChangedLocked(*it->second, deferred);
-  }
-  impl.Run(deferred);
+  impl_->ApplyReport(job_id, [&chunk](JobRecord& job, Impl::Deferred&) {
+    if (IsTerminal(job.status)) return false;
+    job.chunks.push_back(chunk);
+    return true;
+  });
 }
 
 void JobStore::OnFinished(const std::string& job_id, JobOutcome outcome) {

@@ -42,10 +42,6 @@ constexpr auto kPollInterval = std::chrono::milliseconds(10);
 constexpr auto kSweepInterval = std::chrono::seconds(1);
 constexpr std::size_t kTrimAfterForgetting = 10000;
 
-Clock::duration Seconds(double seconds) {
-  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
-
 // Each connection holds a file descriptor; the soft limit (often 1024) would cap the clients a
 // worker can hold well below what it can serve.
 void RaiseFileLimit() {

@@ -147,8 +147,7 @@ int RunLocalTest(const serverless::Config& config, const cli::WorkerOptions& opt
     return 1;
   }
   if (options.execution_timeout > 0) {
-    request->execution_timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-        std::chrono::duration<double>(options.execution_timeout));
+    request->execution_timeout = Seconds(options.execution_timeout);
   }
   log::Debug(request->id, "Retrieved local job: {}", core::ToJson(request->request));
 

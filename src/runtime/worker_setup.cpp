@@ -6,6 +6,10 @@
 
 namespace sluice::runtime {
 
+std::chrono::steady_clock::duration Seconds(double seconds) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds));
+}
+
 std::size_t IoThreads(const cli::WorkerOptions& options) {
   return static_cast<std::size_t>(std::max(1, options.api_concurrency));
 }

@@ -5,6 +5,7 @@
 // Pure functions over values; thread-safe.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 
@@ -19,6 +20,9 @@ struct WorkerIdentity {
   std::string worker_id;  // $RUNPOD_POD_ID, or a random UUID
   std::string hostname;   // $RUNPOD_POD_HOSTNAME, or "unknown"
 };
+
+/// A duration given in seconds on the command line (decimals allowed).
+std::chrono::steady_clock::duration Seconds(double seconds);
 
 /// The threads that run the io_context: `--rp_api_concurrency`, at least 1.
 std::size_t IoThreads(const cli::WorkerOptions& options);
