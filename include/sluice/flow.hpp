@@ -209,6 +209,16 @@ class BatchHandler {
   template <class F>
   static Instance Shape(F&& function) {
     using Fn = std::decay_t<F>;
+    if constexpr (std::is_same_v<Fn, Instance>) {
+      return std::forward<F>(function);
+    } else {
+      return ShapeCallable(std::forward<F>(function));
+    }
+  }
+
+  template <class F>
+  static Instance ShapeCallable(F&& function) {
+    using Fn = std::decay_t<F>;
     static_assert(std::is_invocable_v<Fn&, FlowBatch>,
                   "a batch handler is callable as void(sluice::FlowBatch) or "
                   "sluice::Task<void>(sluice::FlowBatch), or a factory returning one");
@@ -331,18 +341,14 @@ class Flow {
   auto async_process(FlowTask& task, Clock::time_point deadline, CompletionToken&& token);
 
   /// `co_await flow.process(task, deadline)`.
-  Task<FlowTaskStatus> process(FlowTask& task, Clock::time_point deadline = Clock::time_point::max()) {
-    return async_process(task, deadline, boost::asio::use_awaitable);
-  }
-  Task<FlowTaskStatus> process(FlowTask& task, Clock::duration timeout) {
-    return process(task, DeadlineAfter(timeout));
-  }
+  Task<FlowTaskStatus> process(FlowTask& task, Clock::time_point deadline = Clock::time_point::max());
+  Task<FlowTaskStatus> process(FlowTask& task, Clock::duration timeout);
 
   /// The low-level entry the templates and the flow server use: hands `task` to the flow, which
   /// calls `completion(task, context)` exactly once when done, from the thread that finished it
   /// and never from inside this call. Returns kPending when the flow took the task; otherwise the
-  /// task was not taken (kRejected or kStopped, also set on the task) and `completion` is never
-  /// called.
+  /// task was not taken (kRejected, kStopped, or kTimedOut for a deadline already past; status and
+  /// error are set on the task) and `completion` is never called.
   FlowTaskStatus submit(FlowTask& task, Clock::time_point deadline, detail::FlowCompletion completion,
                         void* context);
 
@@ -403,6 +409,14 @@ auto Flow::async_process(FlowTask& task, Clock::time_point deadline, CompletionT
         }
       },
       token);
+}
+
+inline Task<FlowTaskStatus> Flow::process(FlowTask& task, Clock::time_point deadline) {
+  return async_process(task, deadline, boost::asio::use_awaitable);
+}
+
+inline Task<FlowTaskStatus> Flow::process(FlowTask& task, Clock::duration timeout) {
+  return async_process(task, DeadlineAfter(timeout), boost::asio::use_awaitable);
 }
 
 /// A worker handler that sends each job's input through `flow` and returns the task's data: use

@@ -1,0 +1,69 @@
+// The public face of flows (include/sluice/flow.hpp); the engine is flow/flow_core.cpp.
+#include <sluice/flow.hpp>
+
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "flow/flow_core.hpp"
+
+namespace sluice {
+
+std::string_view to_string(FlowTaskStatus status) noexcept {
+  switch (status) {
+    case FlowTaskStatus::kPending: return "PENDING";
+    case FlowTaskStatus::kCompleted: return "COMPLETED";
+    case FlowTaskStatus::kFailed: return "FAILED";
+    case FlowTaskStatus::kTimedOut: return "TIMED_OUT";
+    case FlowTaskStatus::kRejected: return "REJECTED";
+    case FlowTaskStatus::kStopped: return "STOPPED";
+    case FlowTaskStatus::kUnavailable: return "UNAVAILABLE";
+  }
+  return "UNKNOWN";
+}
+
+Flow::Flow(FlowOptions options) : core_(std::make_shared<detail::FlowCore>(std::move(options))) {}
+
+Flow::~Flow() { stop(); }
+
+Flow& Flow::add_step(FlowStep step) {
+  core_->AddStep(std::move(step));
+  return *this;
+}
+
+void Flow::start() { core_->Start(); }
+
+FlowTaskStatus Flow::submit(FlowTask& task, Clock::time_point deadline, detail::FlowCompletion completion,
+                            void* context) {
+  return core_->Submit(task, deadline, completion, context);
+}
+
+void Flow::stop(Clock::duration drain) { core_->Stop(drain); }
+
+bool Flow::running() const noexcept { return core_->running(); }
+
+const FlowOptions& Flow::options() const noexcept { return core_->options(); }
+
+FlowMetrics Flow::metrics() const { return core_->Metrics(); }
+
+Flow::Clock::time_point Flow::DeadlineAfter(Clock::duration timeout) {
+  const Clock::time_point now = Clock::now();
+  if (timeout <= Clock::duration::zero()) return now;
+  if (timeout >= Clock::time_point::max() - now) return Clock::time_point::max();
+  return now + timeout;
+}
+
+Handler flow_handler(Flow& flow, std::chrono::steady_clock::duration timeout) {
+  return [&flow, timeout](Job& job) -> Task<boost::json::value> {
+    FlowTask task(job.input());
+    const Flow::Clock::time_point deadline = Flow::DeadlineAfter(timeout);
+    const FlowTaskStatus status = co_await flow.process(task, deadline);
+    if (status != FlowTaskStatus::kCompleted) {
+      throw std::runtime_error(fmt::format("flow {}: task {}: {}", flow.options().name, to_string(status),
+                                           task.error()));
+    }
+    co_return std::move(task.data);
+  };
+}
+
+}  // namespace sluice
