@@ -1,0 +1,201 @@
+// bench/flow_bench.cpp — tasks per second through an in-process sluice::Flow, and the latency of
+// one task alone.
+//
+// Throughput (BM_Flow/steps:S/batch:B): kCallers coroutines on a one-thread io_context (the
+// benchmark thread) each loop `co_await flow.process(task)` on a task of their own until kTasks
+// tasks have completed; every step has one worker, a no-op blocking handler, max_batch_size B and
+// no batch delay (a batch is what is queued when the worker is free). items_per_second is tasks per
+// second of wall-clock time, median of kRepetitions.
+//
+// Latency (BM_FlowLatency): one caller, one task at a time through a one-step flow at batch 1;
+// p50_us and p99_us over kLatencySamples round trips, from the call to the caller's resumption.
+//
+// The reference, in the same run (BM_Reference_ThreadHandOff/batch:B): the same callers hand
+// their task pointers to one worker thread through a std::mutex + std::condition_variable queue,
+// the worker takes up to B at a time and posts each completion back to the io_context — the bare
+// cost of crossing to a worker thread and back, which every in-process flow pays. aqueduct's own
+// figures on this machine (aqueduct.md §6) are quoted in docs/performance.md.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <sluice/flow.hpp>
+
+#include "bench_common.hpp"
+
+namespace sluice::bench {
+namespace {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::size_t kTasks = 200'000;
+constexpr std::size_t kCallers = 256;
+constexpr int kRepetitions = 3;
+constexpr std::size_t kLatencySamples = 20'000;
+
+void NoOp(FlowBatch) {}
+
+void BM_Flow(benchmark::State& state) {
+  const auto steps = static_cast<std::size_t>(state.range(0));
+  const auto batch = static_cast<std::size_t>(state.range(1));
+  std::size_t total = 0;
+  for (auto _ : state) {
+    Flow flow;
+    for (std::size_t s = 0; s < steps; ++s) {
+      flow.add_step({.name = "step" + std::to_string(s), .handler = NoOp, .max_batch_size = batch,
+                     .queue_capacity = 4096});
+    }
+    flow.start();
+    asio::io_context io(1);
+    std::size_t started = 0, failed = 0;
+    for (std::size_t c = 0; c < kCallers; ++c) {
+      asio::co_spawn(
+          io,
+          [&]() -> Task<void> {
+            FlowTask task;
+            while (started < kTasks) {
+              ++started;
+              const FlowTaskStatus status = co_await flow.process(task);
+              if (status != FlowTaskStatus::kCompleted) ++failed;
+            }
+          },
+          asio::detached);
+    }
+    io.run();
+    flow.stop();
+    if (failed > 0) state.SkipWithError("tasks did not complete");
+    total += kTasks;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(total));
+}
+BENCHMARK(BM_Flow)
+    ->ArgNames({"steps", "batch"})
+    ->Args({1, 1})
+    ->Args({1, 32})
+    ->Args({2, 1})
+    ->Args({2, 32})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1)
+    ->Repetitions(kRepetitions)
+    ->ReportAggregatesOnly(true);
+
+// The reference: one worker thread, a mutex + condition variable queue, completions posted back.
+void BM_Reference_ThreadHandOff(benchmark::State& state) {
+  const auto batch = static_cast<std::size_t>(state.range(0));
+  std::size_t total = 0;
+  for (auto _ : state) {
+    asio::io_context io(1);
+    std::mutex mutex;
+    std::condition_variable ready;
+    std::deque<std::pair<int*, std::function<void()>>> queue;
+    bool quit = false;
+    std::thread worker([&] {
+      std::vector<std::function<void()>> taken;
+      for (;;) {
+        {
+          std::unique_lock lock(mutex);
+          ready.wait(lock, [&] { return quit || !queue.empty(); });
+          if (queue.empty()) return;
+          const std::size_t n = std::min(batch, queue.size());
+          for (std::size_t i = 0; i < n; ++i) taken.push_back(std::move(queue[i].second));
+          queue.erase(queue.begin(), queue.begin() + static_cast<std::ptrdiff_t>(n));
+        }
+        for (auto& done : taken) asio::post(io, std::move(done));
+        taken.clear();
+      }
+    });
+    std::size_t started = 0;
+    auto work = asio::make_work_guard(io);
+    std::function<void()> submit_one;
+    std::size_t finished = 0;
+    int dummy = 0;
+    submit_one = [&] {
+      if (started == kTasks) return;
+      ++started;
+      std::lock_guard lock(mutex);
+      queue.emplace_back(&dummy, [&] {
+        if (++finished == kTasks) work.reset();
+        submit_one();
+      });
+      ready.notify_one();
+    };
+    for (std::size_t c = 0; c < kCallers; ++c) asio::post(io, submit_one);
+    io.run();
+    {
+      std::lock_guard lock(mutex);
+      quit = true;
+      ready.notify_one();
+    }
+    worker.join();
+    total += kTasks;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(total));
+}
+BENCHMARK(BM_Reference_ThreadHandOff)
+    ->ArgNames({"batch"})
+    ->Arg(1)
+    ->Arg(32)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1)
+    ->Repetitions(kRepetitions)
+    ->ReportAggregatesOnly(true);
+
+void BM_FlowLatency(benchmark::State& state) {
+  std::vector<double> micros;
+  micros.reserve(kLatencySamples);
+  for (auto _ : state) {
+    Flow flow;
+    flow.add_step({.name = "step", .handler = NoOp});
+    flow.start();
+    asio::io_context io(1);
+    asio::co_spawn(
+        io,
+        [&]() -> Task<void> {
+          FlowTask task;
+          for (std::size_t i = 0; i < kLatencySamples; ++i) {
+            const auto start = Clock::now();
+            co_await flow.process(task);
+            micros.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+          }
+        },
+        asio::detached);
+    io.run();
+  }
+  std::sort(micros.begin(), micros.end());
+  state.counters["p50_us"] = micros[micros.size() / 2];
+  state.counters["p99_us"] = micros[micros.size() * 99 / 100];
+}
+BENCHMARK(BM_FlowLatency)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+
+const bool registered = [] {
+  for (const char* batch : {"1", "32"}) {
+    const std::string reference = std::string("BM_Reference_ThreadHandOff/batch:") + batch;
+    for (const char* steps : {"1", "2"}) {
+      RegisterComparison({.subject = std::string("BM_Flow/steps:") + steps + "/batch:" + batch,
+                          .reference = reference,
+                          .counter = "items_per_second",
+                          .unit = "tasks/s"});
+    }
+  }
+  return true;
+}();
+
+}  // namespace
+}  // namespace sluice::bench
