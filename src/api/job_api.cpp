@@ -18,7 +18,9 @@
 #include <boost/url/url_view.hpp>
 #include <fmt/format.h>
 
+#include "api/flow_metrics.hpp"
 #include "core/json_text.hpp"
+#include "flow/flow_registry.hpp"
 #include "log/logging.hpp"
 
 namespace sluice::api {
@@ -514,6 +516,8 @@ std::string JobApi::RenderMetrics() const {
                {{"result", "delivered"}});
   text.Counter("sluice_webhooks_total", "Webhook deliveries.", static_cast<double>(webhooks_.failed()),
                {{"result", "failed"}});
+  // Flows running in this process (a flow backing this worker's handler, for one).
+  for (const FlowMetrics& flow : flow::SnapshotRunningFlows()) WriteFlowMetrics(text, flow);
   return text.str();
 }
 

@@ -9,6 +9,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <fmt/format.h>
 
+#include "flow/flow_registry.hpp"
 #include "log/logging.hpp"
 
 namespace sluice::detail {
@@ -454,6 +455,7 @@ void FlowCore::Start() {
   }
   threads_.emplace_back([this] { WatchDeadlines(); });
   state_.store(State::kRunning, std::memory_order_release);
+  flow::RegisterFlow(*this);
   log::Info("", "flow {} started: {} steps, {} workers", options_.name, steps_.size(), workers);
 }
 
@@ -568,6 +570,7 @@ void FlowCore::Stop(Clock::duration drain) {
     }
     state_.store(State::kStopping, std::memory_order_release);
     stopping_.store(true, std::memory_order_release);
+    flow::UnregisterFlow(*this);
     // New tasks are refused from here on (Submit checks running()).
     {
       std::unique_lock lock(stop_mutex_);
