@@ -12,8 +12,8 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 # Tests under ThreadSanitizer: the concurrency core (scheduler, semaphore, pool, queue, job store),
-# the HTTP server and client, webhook delivery and the metrics histogram.
-TSAN_TESTS ?= Scheduler|AdjustableSemaphore|SlotCounter|BlockingPool|MemoryJobQueue|ConcurrencyController|HttpServer|HttpClient|JobStore|Webhook|Histogram
+# the HTTP server and client, webhook delivery, the metrics histogram and flows.
+TSAN_TESTS ?= Scheduler|AdjustableSemaphore|SlotCounter|BlockingPool|MemoryJobQueue|ConcurrencyController|HttpServer|HttpClient|JobStore|Webhook|Histogram|Flow
 
 .PHONY: all deps build run test bench test-asan test-tsan clean
 
