@@ -46,15 +46,17 @@ def _same(count: int, status: str, message: str) -> list[Result]:
 
 
 class _Connection:
-    """One pooled connection: its pending requests, the frames waiting for the connect, and the
-    reader task that answers them.
+    """One pooled connection: its pending requests, the frames waiting to go out, and the reader
+    task that answers them.
 
-    States: connecting (frames queue in `_backlog`), open (frames go straight to the socket),
-    closed (`closed` is True; every pending request has been answered UNAVAILABLE). A closed
+    States: connecting (frames queue in `_backlog`), open (frames queue in `_outbox` and go out
+    together at the end of the event loop's iteration: one write, one system call, for every request
+    submitted in it), closed (`closed` is True; every pending request has been answered UNAVAILABLE). A closed
     connection never opens again; the pool replaces it.
     """
 
-    __slots__ = ("_path", "_connect_timeout", "_pending", "_backlog", "_writer", "_task", "closed")
+    __slots__ = ("_path", "_connect_timeout", "_pending", "_backlog", "_outbox", "_writer",
+                 "_loop", "_task", "closed")
 
     def __init__(self, path: str, connect_timeout: float) -> None:
         self._path = path
@@ -62,9 +64,11 @@ class _Connection:
         # request id -> (future, task count); each future gets a list of Results, exactly once.
         self._pending: dict[int, tuple[asyncio.Future, int]] = {}
         self._backlog: list[tuple[int, bytes]] | None = []  # None once connected
+        self._outbox: list[bytes] = []  # frames to write at the end of this loop iteration
         self._writer: asyncio.StreamWriter | None = None
         self.closed = False
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run())
 
     @property
     def load(self) -> int:
@@ -80,14 +84,22 @@ class _Connection:
         if self._backlog is not None:
             self._backlog.append((request_id, frame))
             return
+        if not self._outbox:
+            self._loop.call_soon(self._flush)
+        self._outbox.append(frame)
+
+    def _flush(self) -> None:
+        frames, self._outbox = self._outbox, []
+        if self.closed or not frames:
+            return
         try:
-            self._writer.write(frame)
+            self._writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
         except Exception as error:  # the transport is closing: the reader reports why
             self._fail_all(f"write: {_reason(error)}")
 
     def forget(self, request_id: int) -> None:
         """The caller stopped waiting (its timeout, or it was cancelled): a late answer is dropped,
-        and a frame that has not gone out yet never will."""
+        and a frame still waiting for the connect never goes out."""
         self._pending.pop(request_id, None)
 
     async def close(self) -> None:
@@ -181,6 +193,7 @@ class _Connection:
         entries = list(self._pending.values())
         self._pending.clear()
         self._backlog = None
+        self._outbox = []
         for future, count in entries:
             if not future.done():
                 future.set_result(_same(count, UNAVAILABLE, message))
