@@ -49,10 +49,10 @@ class _Connection:
     """One pooled connection: its pending requests, the frames waiting to go out, and the reader
     task that answers them.
 
-    States: connecting (frames queue in `_backlog`), open (frames queue in `_outbox` and go out
-    together at the end of the event loop's iteration: one write, one system call, for every request
-    submitted in it), closed (`closed` is True; every pending request has been answered UNAVAILABLE). A closed
-    connection never opens again; the pool replaces it.
+    States: connecting (frames queue in `_backlog`); open (frames queue in `_outbox` and go out
+    together at the end of the event loop's iteration: one write, one system call, for all the
+    requests submitted in it); closed (`closed` is True and every pending request has been answered
+    UNAVAILABLE). A closed connection never opens again; the pool replaces it.
     """
 
     __slots__ = ("_path", "_connect_timeout", "_pending", "_backlog", "_outbox", "_writer",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 MAGIC = b"SLF1"
@@ -100,7 +100,8 @@ def timeout_ms(timeout: float | None) -> int:
     return min(max(ms, 1), _U32_MAX)
 
 
-def encode_request(request_id: int, tasks: Iterable[Any], task_timeout_ms: int) -> tuple[bytes, int]:
+def encode_request(request_id: int, tasks: Iterable[Any],
+                   task_timeout_ms: int) -> tuple[bytes, int]:
     """One request frame carrying `tasks`; returns (frame, number of tasks).
 
     Each task is a `Task` or, for convenience, a plain JSON-able value (sent as `data` with empty

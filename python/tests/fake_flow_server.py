@@ -64,7 +64,7 @@ class FakeFlowServer:
         self._server = await asyncio.start_unix_server(self._serve, self.path)
 
     async def stop(self) -> None:
-        """Stops listening and drops every connection (as if the server died), unlinks the socket."""
+        """Stops listening, drops every connection (as if the server died), unlinks the socket."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

@@ -485,9 +485,11 @@ class ExampleTest(unittest.TestCase):
                     log.seek(0)
                     self.fail(f"gunicorn did not answer:\n{log.read()}")
                 time.sleep(0.2)
-        self.assertEqual((status, answer), (200, {"status": "COMPLETED", "data": {"text": "hello"}}))
+        self.assertEqual((status, answer),
+                         (200, {"status": "COMPLETED", "data": {"text": "hello"}}))
         status, answer = fetch(base, json.dumps({"x": [1, "two"]}).encode())
-        self.assertEqual((status, answer), (200, {"status": "COMPLETED", "data": {"x": [1, "two"]}}))
+        self.assertEqual((status, answer),
+                         (200, {"status": "COMPLETED", "data": {"x": [1, "two"]}}))
         status, answer = fetch(base, json.dumps({"fail": "no"}).encode())
         self.assertEqual((status, answer), (500, {"status": "FAILED", "error": "no"}))
         status, answer = fetch(base, json.dumps({"status": "REJECTED"}).encode())
