@@ -200,7 +200,7 @@ class FailureTest(FakeServerTest):
         async with FlowClient(self.path) as client:
             began = time.monotonic()
             results = await client.process([1, 2, 3])
-            self.assertLess(time.monotonic() - began, 0.5)
+            self.assertLess(time.monotonic() - began, 1.0)  # at once, not after the 5 s timeout
         self.assertAll(results, "UNAVAILABLE")
         for result in results:
             self.assertIn(self.path, result.error)
@@ -262,11 +262,11 @@ class FailureTest(FakeServerTest):
     async def test_timeout_is_timed_out_and_the_late_answer_is_dropped(self):
         async with FlowClient(self.path, pool_size=1) as client:
             began = time.monotonic()
-            results = await client.process([{"delay": 0.6}, 2], timeout=0.15)
-            self.assertLess(time.monotonic() - began, 0.5)
+            results = await client.process([{"delay": 1.5}, 2], timeout=0.15)
+            self.assertLess(time.monotonic() - began, 1.0)
             self.assertAll(results, "TIMED_OUT")
             self.assertIn("0.15 s", results[0].error)
-            await asyncio.sleep(0.7)  # the late answer arrives and is discarded
+            await asyncio.sleep(1.5)  # the late answer arrives and is discarded
             self.assertEqual((await client.process(["after"]))[0].data, "after")
         self.assertEqual(self.server.connections, 1)
 
