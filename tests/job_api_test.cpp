@@ -2028,4 +2028,59 @@ TEST(JobApiShutdown, ARequestThatArrivesWhileDrainingIs503) {
   EXPECT_EQ(worker.process().WaitForExit(15s), 0) << worker.process().Describe();
 }
 
+// ---------------------------------------------------------------------------------------------
+// A flow as the worker's handler (examples/flow_worker, docs/flows.md)
+
+TEST(JobApiFlowWorker, JobsFromManyClientsAreBatchedTogetherAndEachGetsItsOwnResult) {
+  Worker worker("flow_worker", {"--concurrency", "64", "--rp_api_concurrency", "2"});
+  ASSERT_READY(worker);
+  constexpr int kClients = 48, kJobsPerClient = 5;
+  std::vector<std::thread> clients;
+  std::vector<std::string> failures(kClients);
+  std::vector<std::int64_t> largest_batch(kClients, 0);
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int j = 0; j < kJobsPerClient; ++j) {
+        const std::string text = "Client " + std::to_string(c) + " Job " + std::to_string(j);
+        const HttpMessage answer = worker.Post("/runsync", R"({"input":{"text":")" + text + R"("}})");
+        const json::value status = answer.json();
+        const json::value* output = status.is_object() ? status.as_object().if_contains("output") : nullptr;
+        const std::string expected = "client " + std::to_string(c) + " job " + std::to_string(j);
+        if (StatusOf(status) != "COMPLETED" || !output || !output->is_object() ||
+            output->at("input") != json::value(json::object{{"text", expected}, {"words", 4}})) {
+          failures[c] = answer.Describe();
+          return;
+        }
+        largest_batch[c] = std::max(largest_batch[c], Member(*output, "batch_size").value_or(0));
+      }
+    });
+  }
+  for (auto& client : clients) client.join();
+  for (const std::string& failure : failures) EXPECT_EQ(failure, "");
+  EXPECT_GT(*std::max_element(largest_batch.begin(), largest_batch.end()), 1)
+      << "the model step never ran two clients' jobs in one batch";
+
+  const std::string metrics = worker.Get("/metrics").body;
+  EXPECT_NE(metrics.find(R"(sluice_flow_tasks_total{flow="demo",status="COMPLETED"} )" +
+                         std::to_string(kClients * kJobsPerClient)),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find(R"(sluice_flow_step_batch_size_bucket{flow="demo",step="model",le="32"})"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find(R"(sluice_flow_step_queue_depth{flow="demo",step="preprocess"} 0)"), std::string::npos)
+      << metrics;
+}
+
+TEST(JobApiFlowWorker, ATaskFailedByAStepFailsItsJobWithTheStepsMessage) {
+  Worker worker("flow_worker");
+  ASSERT_READY(worker);
+  const HttpMessage answer = worker.Post("/runsync", R"({"input":{"fail":"the image is empty"}})");
+  const json::value status = answer.json();
+  EXPECT_EQ(StatusOf(status), "FAILED") << answer.Describe();
+  EXPECT_NE(answer.body.find("the image is empty"), std::string::npos) << answer.Describe();
+  // The flow goes on.
+  EXPECT_EQ(StatusOf(worker.Post("/runsync", R"({"input":{"text":"still here"}})").json()), "COMPLETED");
+}
+
 }  // namespace
