@@ -11,6 +11,7 @@
 
 #include <boost/json.hpp>
 
+#include <sluice/flow.hpp>
 #include <sluice/handler.hpp>
 #include <sluice/job.hpp>
 #include <sluice/json.hpp>
