@@ -49,6 +49,8 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/prefer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/value.hpp>
@@ -370,27 +372,35 @@ class Flow {
 
 namespace detail {
 
-/// Holds the completion handler of one `async_process` until the flow completes the task.
+/// Holds the completion handler of one `async_process` until the flow completes the task. Like
+/// every Asio operation, it keeps work outstanding on the handler's executor meanwhile, so that an
+/// io_context waiting for the result does not run out of work, and is not destroyed while the
+/// completion is still being handed to it from a flow thread.
 template <class Handler>
 class FlowOperation {
  public:
-  explicit FlowOperation(Handler handler) : handler_(std::move(handler)) {}
+  explicit FlowOperation(Handler handler)
+      : handler_(std::move(handler)),
+        work_(boost::asio::prefer(boost::asio::get_associated_executor(handler_),
+                                  boost::asio::execution::outstanding_work.tracked)) {}
 
-  auto executor() const { return boost::asio::get_associated_executor(handler_); }
+  auto executor() const { return work_; }
 
   static void Complete(FlowTask& task, void* context) {
     auto* self = static_cast<FlowOperation*>(context);
     Handler handler = std::move(self->handler_);
+    auto work = std::move(self->work_);
     delete self;
-    auto executor = boost::asio::get_associated_executor(handler);
     const FlowTaskStatus status = task.status();
-    boost::asio::dispatch(executor, [handler = std::move(handler), status]() mutable {
-      std::move(handler)(status);
-    });
+    boost::asio::dispatch(work, [handler = std::move(handler), status]() mutable { std::move(handler)(status); });
+    // `work` ends here, once the handler is with its executor.
   }
 
  private:
   Handler handler_;
+  std::decay_t<decltype(boost::asio::prefer(std::declval<boost::asio::associated_executor_t<Handler>>(),
+                                            boost::asio::execution::outstanding_work.tracked))>
+      work_;
 };
 
 }  // namespace detail
