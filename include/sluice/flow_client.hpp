@@ -44,6 +44,11 @@ struct FlowClientOptions {
   std::size_t pool_size = 4;
   /// How long a connection attempt may take before the request ends kUnavailable.
   std::chrono::steady_clock::duration connect_timeout = std::chrono::seconds(5);
+  /// How long past a request's deadline the client still waits for the answer. The server answers
+  /// tasks that time out in its queues by itself; this bounds the wait for a task that was already
+  /// in a handler, or for a server that hangs. Then the request's tasks end kTimedOut and a late
+  /// answer is discarded. Requests without a deadline wait for their answer (or a broken connection).
+  std::chrono::steady_clock::duration answer_grace = std::chrono::seconds(1);
   /// The longest frame body sent or accepted; a larger request ends kFailed without being sent.
   std::size_t max_frame_bytes = std::size_t{64} << 20;
 };
@@ -59,8 +64,9 @@ class FlowClient {
 
   /// Sends `tasks` as one request and completes once each has its outcome (see the file comment).
   /// `deadline` bounds each task's wait in the server flow's queues (sent as a timeout; max: the
-  /// server's default); a task already in a handler finishes. Never throws for server or network
-  /// failures: they are the tasks' outcomes.
+  /// server's default); a task already in a handler finishes. Without an answer by `deadline` plus
+  /// `answer_grace`, the tasks end kTimedOut. Never throws for server or network failures: they
+  /// are the tasks' outcomes.
   Task<void> process(std::span<FlowTask> tasks, Clock::time_point deadline = Clock::time_point::max());
   Task<void> process(std::span<FlowTask> tasks, Clock::duration timeout);
 

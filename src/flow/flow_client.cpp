@@ -80,7 +80,8 @@ class FlowClientConnection : public std::enable_shared_from_this<FlowClientConne
   const asio::strand<asio::any_io_executor>& strand() const { return strand_; }
 
   // Sends one request frame and waits for its answer, which is written into `tasks`.
-  Task<void> Exchange(std::uint64_t id, std::string frame, std::span<FlowTask> tasks);
+  // Without an answer by `give_up`, the tasks end kTimedOut.
+  Task<void> Exchange(std::uint64_t id, std::string frame, std::span<FlowTask> tasks, Clock::time_point give_up);
 
   // The client is going away: what is in flight ends now, and nothing connects again.
   void Shutdown() {
@@ -121,13 +122,14 @@ class FlowClientConnection : public std::enable_shared_from_this<FlowClientConne
   bool writing_ = false;
 };
 
-Task<void> FlowClientConnection::Exchange(std::uint64_t id, std::string frame, std::span<FlowTask> tasks) {
+Task<void> FlowClientConnection::Exchange(std::uint64_t id, std::string frame, std::span<FlowTask> tasks,
+                                          Clock::time_point give_up) {
   auto self = shared_from_this();
   if (!co_await EnsureConnected()) {
     EndAll(tasks, FlowTaskStatus::kUnavailable, connect_error_);
     co_return;
   }
-  asio::steady_timer answered(strand_, Clock::time_point::max());
+  asio::steady_timer answered(strand_, give_up);
   pending_.emplace(id, Pending{tasks, &answered});
   outbox_.push_back(std::move(frame));
   if (!writing_) {
@@ -135,12 +137,18 @@ Task<void> FlowClientConnection::Exchange(std::uint64_t id, std::string frame, s
     asio::co_spawn(strand_, WriteQueued(),
                    [self](std::exception_ptr failure) { LogFailure("a connection's writer", failure); });
   }
-  co_await answered.async_wait(kNoThrow);  // cancelled when the answer is in, or the connection broke
+  // Cancelled when the answer is in or the connection broke; expires at `give_up`.
+  auto [waited] = co_await answered.async_wait(kNoThrow);
   if (pending_.erase(id) != 0) {
-    // Only the caller's own cancellation ends the wait with the request still pending: its tasks must
-    // not be written once the caller has moved on.
-    EndAll(tasks, FlowTaskStatus::kUnavailable,
-           fmt::format("the request to the flow server at {} was cancelled", where_));
+    // Still pending: no answer in time, or the caller's own cancellation. Either way its tasks must
+    // not be written once the caller has moved on; a late answer finds no request and is dropped.
+    if (!waited) {
+      EndAll(tasks, FlowTaskStatus::kTimedOut,
+             fmt::format("no answer from the flow server at {} by the request's deadline", where_));
+    } else {
+      EndAll(tasks, FlowTaskStatus::kUnavailable,
+             fmt::format("the request to the flow server at {} was cancelled", where_));
+    }
   }
 }
 
@@ -352,7 +360,10 @@ Task<void> FlowClient::process(std::span<FlowTask> tasks, Clock::time_point dead
   EndAll(tasks, FlowTaskStatus::kPending, std::string());
   std::shared_ptr<FlowClientConnection> connection = impl->Pick();
   const asio::strand<asio::any_io_executor> strand = connection->strand();
-  co_await asio::co_spawn(strand, connection->Exchange(id, std::move(frame), tasks), asio::use_awaitable);
+  const Clock::time_point give_up = deadline >= Clock::time_point::max() - impl->options_.answer_grace
+                                        ? Clock::time_point::max()
+                                        : deadline + impl->options_.answer_grace;
+  co_await asio::co_spawn(strand, connection->Exchange(id, std::move(frame), tasks, give_up), asio::use_awaitable);
 }
 
 Task<void> FlowClient::process(std::span<FlowTask> tasks, Clock::duration timeout) {

@@ -325,6 +325,28 @@ TEST_F(FlowServerTest, ServerGoneIsUnavailableNamingTheSocketThenTheClientRecove
   EXPECT_EQ(again[0].data.at("echo").at("back"), 1);
 }
 
+TEST_F(FlowServerTest, NoAnswerByTheDeadlineEndsTheTasksTimedOut) {
+  // A task that sleeps in the handler past its deadline: the server answers only when the batch
+  // ends, so the client gives up at the deadline plus its grace, and drops the late answer.
+  FlowClient& patient = client({.answer_grace = 100ms});
+  std::vector<FlowTask> tasks;
+  tasks.emplace_back(json::parse(R"({"sleep_ms":1500})"));
+  const auto start = std::chrono::steady_clock::now();
+  auto done = boost::asio::co_spawn(io_, patient.process(tasks, 200ms), boost::asio::use_future);
+  ASSERT_EQ(done.wait_for(kWatchdog), std::future_status::ready);
+  done.get();
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(tasks[0].status(), FlowTaskStatus::kTimedOut);
+  EXPECT_EQ(tasks[0].error(), "no answer from the flow server at unix:" + path_ + " by the request's deadline");
+  EXPECT_GE(waited, 300ms);
+  EXPECT_LT(waited, 1400ms);
+  // The connection goes on: the late answer is dropped, the next request is answered.
+  std::vector<FlowTask> next;
+  next.emplace_back(json::parse(R"({"n":2})"));
+  Process(next, &patient);
+  EXPECT_EQ(next[0].status(), FlowTaskStatus::kCompleted) << next[0].error();
+}
+
 TEST_F(FlowServerTest, StopAnswersTheRequestsAlreadyRead) {
   std::vector<FlowTask> slow;
   for (int i = 0; i < 4; ++i) slow.emplace_back(json::object{{"sleep_ms", 300}, {"i", i}});
