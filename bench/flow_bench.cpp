@@ -16,7 +16,12 @@
 // cost of crossing to a worker thread and back, which every in-process flow pays. aqueduct's own
 // figures on this machine (aqueduct.md §6) are quoted in docs/performance.md.
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <memory>
+#include <string>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -34,6 +39,8 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <sluice/flow.hpp>
+#include <sluice/flow_client.hpp>
+#include <sluice/flow_server.hpp>
 
 #include "bench_common.hpp"
 
@@ -157,6 +164,74 @@ BENCHMARK(BM_Reference_ThreadHandOff)
     ->Repetitions(kRepetitions)
     ->ReportAggregatesOnly(true);
 
+// Through the Unix socket (BM_FlowSocket/steps:S/batch:B): the same flow served by a FlowServer
+// (its own io_context and thread) in this process; kSocketCallers coroutines on the benchmark
+// thread each send requests of kTasksPerFrame tasks through one FlowClient (4 pooled
+// connections) until kSocketTasks tasks have completed. The reference is the in-process figure.
+constexpr std::size_t kSocketTasks = 200'000;
+constexpr std::size_t kTasksPerFrame = 32;
+constexpr std::size_t kSocketCallers = 32;
+
+void BM_FlowSocket(benchmark::State& state) {
+  const auto steps = static_cast<std::size_t>(state.range(0));
+  const auto batch = static_cast<std::size_t>(state.range(1));
+  const std::string socket_path =
+      (std::filesystem::temp_directory_path() / ("sluice-flow-bench-" + std::to_string(::getpid()) + ".sock")).string();
+  std::size_t total = 0;
+  for (auto _ : state) {
+    asio::io_context server_io(1);
+    Flow flow;
+    for (std::size_t s = 0; s < steps; ++s) {
+      flow.add_step({.name = "step" + std::to_string(s), .handler = NoOp, .max_batch_size = batch,
+                     .queue_capacity = 8192});
+    }
+    flow.start();
+    FlowServer server(server_io, flow, FlowServerOptions{.socket_path = socket_path});
+    server.start();
+    auto server_work = asio::make_work_guard(server_io);
+    std::thread server_thread([&] { server_io.run(); });
+
+    asio::io_context io(1);
+    std::size_t failed = 0;
+    auto client = std::make_unique<FlowClient>(io.get_executor(), socket_path);
+    std::size_t started = 0, callers_left = kSocketCallers;
+    for (std::size_t c = 0; c < kSocketCallers; ++c) {
+      asio::co_spawn(
+          io,
+          [&]() -> Task<void> {
+            std::vector<FlowTask> tasks(kTasksPerFrame);
+            while (started < kSocketTasks) {
+              started += kTasksPerFrame;
+              co_await client->process(tasks);
+              for (const FlowTask& task : tasks) failed += task.status() != FlowTaskStatus::kCompleted;
+            }
+            // The last caller closes the client; its connections' readers end, and io.run returns.
+            if (--callers_left == 0) client.reset();
+          },
+          asio::detached);
+    }
+    io.run();
+    server.stop(std::chrono::seconds(5));
+    flow.stop();
+    server_work.reset();
+    server_thread.join();
+    if (failed > 0) state.SkipWithError("tasks did not complete");
+    total += kSocketTasks;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(total));
+}
+BENCHMARK(BM_FlowSocket)
+    ->ArgNames({"steps", "batch"})
+    ->Args({1, 1})
+    ->Args({1, 32})
+    ->Args({2, 1})
+    ->Args({2, 32})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1)
+    ->Repetitions(kRepetitions)
+    ->ReportAggregatesOnly(true);
+
 void BM_FlowLatency(benchmark::State& state) {
   std::vector<double> micros;
   micros.reserve(kLatencySamples);
@@ -188,8 +263,11 @@ const bool registered = [] {
   for (const char* batch : {"1", "32"}) {
     const std::string reference = std::string("BM_Reference_ThreadHandOff/batch:") + batch;
     for (const char* steps : {"1", "2"}) {
-      RegisterComparison({.subject = std::string("BM_Flow/steps:") + steps + "/batch:" + batch,
-                          .reference = reference,
+      const std::string in_process = std::string("BM_Flow/steps:") + steps + "/batch:" + batch;
+      RegisterComparison(
+          {.subject = in_process, .reference = reference, .counter = "items_per_second", .unit = "tasks/s"});
+      RegisterComparison({.subject = std::string("BM_FlowSocket/steps:") + steps + "/batch:" + batch,
+                          .reference = in_process,
                           .counter = "items_per_second",
                           .unit = "tasks/s"});
     }
