@@ -7,8 +7,7 @@
 // no batch delay (a batch is what is queued when the worker is free). items_per_second is tasks per
 // second of wall-clock time, median of kRepetitions.
 //
-// Latency (BM_FlowLatency): one caller, one task at a time through a one-step flow at batch 1;
-// p50_us and p99_us over kLatencySamples round trips, from the call to the caller's resumption.
+// Latency (BM_FlowLatency, below): one task at a time through a one-step flow.
 //
 // The reference, in the same run (BM_Reference_ThreadHandOff/batch:B): the same callers hand
 // their task pointers to one worker thread through a std::mutex + std::condition_variable queue,
@@ -232,32 +231,62 @@ BENCHMARK(BM_FlowSocket)
     ->Repetitions(kRepetitions)
     ->ReportAggregatesOnly(true);
 
+// Latency (BM_FlowLatency/caller:C/spin:S): one task at a time through a one-step flow at batch
+// 1, kLatencySamples round trips. caller:0 is a coroutine awaiting `flow.process` on an idle
+// one-thread io_context (so each result also wakes the caller's thread); caller:1 is a thread
+// that submits with a callback and spins on a flag (the flow's own latency). spin:S is
+// FlowOptions::worker_spin in microseconds.
 void BM_FlowLatency(benchmark::State& state) {
+  const bool spinning_caller = state.range(0) == 1;
+  const std::chrono::microseconds spin(state.range(1));
   std::vector<double> micros;
   micros.reserve(kLatencySamples);
   for (auto _ : state) {
-    Flow flow;
+    Flow flow(FlowOptions{.worker_spin = spin});
     flow.add_step({.name = "step", .handler = NoOp});
     flow.start();
-    asio::io_context io(1);
-    asio::co_spawn(
-        io,
-        [&]() -> Task<void> {
-          FlowTask task;
-          for (std::size_t i = 0; i < kLatencySamples; ++i) {
-            const auto start = Clock::now();
-            co_await flow.process(task);
-            micros.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
-          }
-        },
-        asio::detached);
-    io.run();
+    FlowTask task;
+    if (spinning_caller) {
+      std::atomic<bool> done{false};
+      auto completion = [](FlowTask&, void* flag) {
+        static_cast<std::atomic<bool>*>(flag)->store(true, std::memory_order_release);
+      };
+      for (std::size_t i = 0; i < kLatencySamples; ++i) {
+        done.store(false, std::memory_order_relaxed);
+        const auto start = Clock::now();
+        flow.submit(task, Clock::time_point::max(), completion, &done);
+        while (!done.load(std::memory_order_acquire)) {
+        }
+        micros.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+      }
+    } else {
+      asio::io_context io(1);
+      asio::co_spawn(
+          io,
+          [&]() -> Task<void> {
+            for (std::size_t i = 0; i < kLatencySamples; ++i) {
+              const auto start = Clock::now();
+              co_await flow.process(task);
+              micros.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+            }
+          },
+          asio::detached);
+      io.run();
+    }
   }
   std::sort(micros.begin(), micros.end());
   state.counters["p50_us"] = micros[micros.size() / 2];
   state.counters["p99_us"] = micros[micros.size() * 99 / 100];
 }
-BENCHMARK(BM_FlowLatency)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+BENCHMARK(BM_FlowLatency)
+    ->ArgNames({"caller", "spin"})
+    ->Args({0, 0})
+    ->Args({0, 50})
+    ->Args({1, 0})
+    ->Args({1, 50})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
 
 const bool registered = [] {
   for (const char* batch : {"1", "32"}) {

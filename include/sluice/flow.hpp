@@ -276,8 +276,12 @@ struct FlowStep {
 struct FlowOptions {
   /// Names the flow in logs and metrics (letters, digits and '_').
   std::string name = "flow";
-  /// Threads running the coroutine handlers; started only if a step has one.
+  /// Threads running the coroutine handlers.
   std::size_t io_threads = 1;
+  /// How long an idle worker keeps its CPU, polling its queue, before it sleeps. Waking a sleeping
+  /// thread costs tens of microseconds on a virtual machine (docs/performance.md): a spin of about
+  /// 50 µs takes a task that arrives soon at once, for that much CPU per idle moment. 0: sleep at once.
+  std::chrono::microseconds worker_spin{0};
 };
 
 /// A step's counters and gauges, as `Flow::metrics` reports them.

@@ -81,11 +81,13 @@ struct FlowStepRuntime {
   const FlowStep config;
   const std::size_t index;
   const flow::BatchPolicy policy;
+  const std::chrono::microseconds spin;  // FlowOptions::worker_spin
 
   mutable std::mutex mutex;
   std::condition_variable work_ready;  // a batch may be ready, or the step is halting
   std::condition_variable room_ready;  // the queue has room again, or the step is halting
   std::deque<FlowTask*> queue;
+  std::atomic<std::size_t> queued_hint{0};  // queue.size(), for spinning workers to read unlocked
   std::size_t idle_workers = 0;        // waiting on work_ready
   std::size_t waiting_producers = 0;   // waiting on room_ready
   bool halted = false;
@@ -104,6 +106,9 @@ struct FlowStepRuntime {
   void RunBatch(BatchHandler::Instance& handler, std::vector<FlowTask*>& batch);
   // The decision for the queue's front at `now`; the caller holds the mutex.
   flow::BatchDecision DecideLocked(Clock::time_point now) const;
+  // Spins up to `spin`, with the mutex released, until a task may be queued. The caller holds the
+  // lock, holds it again on return, and must look at the queue again.
+  void SpinForWork(std::unique_lock<std::mutex>& lock);
   // Wakes a worker when the queue's change may let a batch leave; the caller holds the mutex.
   void WakeWorkerLocked(bool was_empty, bool new_deadline);
   // Removes expired tasks into `expired`; the caller holds the mutex.

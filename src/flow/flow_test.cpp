@@ -522,6 +522,22 @@ TEST(Flow, ACoroutineHandlerThatThrowsFailsItsBatch) {
   EXPECT_EQ(task.error(), "step \"remote\" failed: remote model unreachable");
 }
 
+TEST(Flow, SpinningWorkersTakeTasksThatComeWhileTheySpinOrSleep) {
+  Flow flow(FlowOptions{.worker_spin = std::chrono::microseconds(200)});
+  flow.add_step({.name = "double", .handler = Double, .workers = 2});
+  flow.start();
+  std::deque<FlowTask> tasks;
+  Completions completions;
+  // Gaps around the spin's length: some tasks come while a worker spins, some as the spin ends,
+  // some after the worker went to sleep. None may be left waiting.
+  for (int i = 0; i < 300; ++i) {
+    completions.Submit(flow, tasks.emplace_back(boost::json::value(i)));
+    std::this_thread::sleep_for(std::chrono::microseconds(50 * (i % 8)));
+  }
+  ASSERT_TRUE(completions.WaitAll());
+  for (int i = 0; i < 300; ++i) EXPECT_EQ(tasks[i].data, boost::json::value(2 * i));
+}
+
 TEST(Flow, StatusNames) {
   EXPECT_EQ(to_string(FlowTaskStatus::kCompleted), "COMPLETED");
   EXPECT_EQ(to_string(FlowTaskStatus::kTimedOut), "TIMED_OUT");
