@@ -3,7 +3,8 @@
 #   make run     install dependencies, build, serve the example worker's job API on 127.0.0.1:8000
 #   make test    install dependencies, build, run every test (ctest)
 #   make bench   build and run the benchmarks: sluice_bench, then the job API benchmark
-#                (bench/job_api_bench.sh; BENCH_SECONDS=2 BENCH_SKIP_MILLION=1 for a quick run)
+#                (bench/job_api_bench.sh; BENCH_SECONDS=2 BENCH_SKIP_MILLION=1 for a quick run),
+#                then the flow server from Python and over HTTP (bench/flow_bench.sh)
 #   make test-asan / make test-tsan   the tests under AddressSanitizer+UBSan / ThreadSanitizer
 #
 # Every program lands in build/bin/. Sanitizer builds live in build-asan/ and build-tsan/.
@@ -43,6 +44,7 @@ test: build
 bench: build
 	$(BUILD_DIR)/bin/sluice_bench
 	BUILD_DIR=$(BUILD_DIR) bash bench/job_api_bench.sh
+	BUILD_DIR=$(BUILD_DIR) bash bench/flow_bench.sh
 
 test-asan: deps
 	cmake -S . -B build-asan -G Ninja -DSLUICE_SANITIZE=address,undefined -DSLUICE_BUILD_BENCHMARKS=OFF $(CMAKE_FLAGS)

@@ -56,6 +56,12 @@ async def run_task(data: Any):
                         status_code=HTTP_STATUS.get(result.status, 500))
 
 
+@app.get("/ping")
+async def ping():
+    """No flow at all: what FastAPI alone serves (the reference of bench/flow_bench.sh)."""
+    return {"ok": True}
+
+
 @app.get("/process")
 async def process_get(text: str = ""):
     """Sends {"text": text} through the flow."""
