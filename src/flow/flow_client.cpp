@@ -53,17 +53,6 @@ std::uint32_t TimeoutMs(Clock::time_point deadline) {
       std::clamp<std::int64_t>(left, 1, std::numeric_limits<std::uint32_t>::max()));
 }
 
-void LogFailure(std::string_view what, std::exception_ptr failure) {
-  if (!failure) return;
-  try {
-    std::rethrow_exception(failure);
-  } catch (const std::exception& e) {
-    log::Error("", "flow client: {} failed: {}", what, e.what());
-  } catch (...) {
-    log::Error("", "flow client: {} failed with an unknown exception", what);
-  }
-}
-
 }  // namespace
 
 // One pooled connection. All its state lives on its strand; `Exchange` runs there too.
@@ -135,7 +124,9 @@ Task<void> FlowClientConnection::Exchange(std::uint64_t id, std::string frame, s
   if (!writing_) {
     writing_ = true;
     asio::co_spawn(strand_, WriteQueued(),
-                   [self](std::exception_ptr failure) { LogFailure("a connection's writer", failure); });
+                   [self](std::exception_ptr failure) {
+                     log::LogFailure("flow client", "a connection's writer", failure);
+                   });
   }
   // Cancelled when the answer is in or the connection broke; expires at `give_up`.
   auto [waited] = co_await answered.async_wait(kNoThrow);
@@ -206,7 +197,9 @@ Task<void> FlowClientConnection::Connect() {
   state_ = State::kConnected;
   const std::uint64_t generation = ++generation_;
   asio::co_spawn(strand_, ReadAnswers(generation),
-                 [self](std::exception_ptr failure) { LogFailure("a connection's reader", failure); });
+                 [self](std::exception_ptr failure) {
+                   log::LogFailure("flow client", "a connection's reader", failure);
+                 });
 }
 
 Task<void> FlowClientConnection::ReadAnswers(std::uint64_t generation) {

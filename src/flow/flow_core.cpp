@@ -17,16 +17,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string ExceptionMessage(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "unknown exception";
-  }
-}
-
 void CheckName(const std::string& name, std::string_view what) {
   const bool valid = !name.empty() && std::all_of(name.begin(), name.end(), [](unsigned char c) {
     return std::isalnum(c) || c == '_' || c == '-';
@@ -343,7 +333,7 @@ void FlowStepRuntime::RunBatch(BatchHandler::Instance& handler, std::vector<Flow
   std::uint64_t failures = 0;
   std::string message;
   if (error) {
-    message = fmt::format("step \"{}\" failed: {}", config.name, ExceptionMessage(error));
+    message = fmt::format("step \"{}\" failed: {}", config.name, log::DescribeException(error));
     log::Warn("", "flow {}: {} (batch of {} tasks)", core.options().name, message, batch.size());
   }
   for (FlowTask* task : batch) {
@@ -369,7 +359,8 @@ void FlowStepRuntime::RunWorker(std::size_t worker) {
     std::lock_guard lock(core.start_mutex_);
     if (error && !core.start_error_) {
       core.start_error_ = std::make_exception_ptr(std::runtime_error(fmt::format(
-          "flow step \"{}\" worker {} could not start: {}", config.name, worker, ExceptionMessage(error))));
+          "flow step \"{}\" worker {} could not start: {}", config.name, worker,
+          log::DescribeException(error))));
     }
     ++core.workers_ready_;
     core.started_.notify_all();

@@ -53,17 +53,6 @@ constexpr std::size_t kReadChunk = 64 * 1024;
 // After the drain, how long `stop` waits for the connections it closed to be gone.
 constexpr auto kCloseGrace = std::chrono::seconds(2);
 
-void LogFailure(std::string_view what, std::exception_ptr failure) {
-  if (!failure) return;
-  try {
-    std::rethrow_exception(failure);
-  } catch (const std::exception& e) {
-    log::Error("", "flow server: {} failed: {}", what, e.what());
-  } catch (...) {
-    log::Error("", "flow server: {} failed with an unknown exception", what);
-  }
-}
-
 }  // namespace
 
 class FlowServerConnection;
@@ -177,7 +166,9 @@ class FlowServerConnection : public std::enable_shared_from_this<FlowServerConne
 
 Task<void> FlowServerConnection::Run(std::shared_ptr<FlowServerConnection> self) {
   asio::co_spawn(self->executor(), self->Watch(),
-                 [self](std::exception_ptr failure) { LogFailure("a connection's watchdog", failure); });
+                 [self](std::exception_ptr failure) {
+                   log::LogFailure("flow server", "a connection's watchdog", failure);
+                 });
   co_await self->ReadFrames();
   self->reading_done_ = true;
   self->CloseWhenDone();
@@ -292,7 +283,7 @@ void FlowServerConnection::Enqueue(std::string frame) {
   if (writing_) return;
   writing_ = true;
   asio::co_spawn(executor(), WriteQueued(), [self = shared_from_this()](std::exception_ptr failure) {
-    LogFailure("a connection's writer", failure);
+    log::LogFailure("flow server", "a connection's writer", failure);
   });
 }
 
@@ -427,7 +418,7 @@ void FlowServer::Impl::Start() {
   accepting_ = true;
   log::Info("", "Flow server listening on {}", where);
   asio::co_spawn(strand_, Accept(), [self = shared_from_this()](std::exception_ptr failure) {
-    LogFailure("the accept loop", failure);
+    log::LogFailure("flow server", "the accept loop", failure);
     std::lock_guard lock(self->mutex_);
     self->accepting_ = false;
     self->changed_.notify_all();
@@ -454,7 +445,7 @@ Task<void> FlowServer::Impl::Accept() {
       connections_.insert(connection);
     }
     asio::co_spawn(connection->executor(), FlowServerConnection::Run(connection),
-                   [](std::exception_ptr failure) { LogFailure("a connection", failure); });
+                   [](std::exception_ptr failure) { log::LogFailure("flow server", "a connection", failure); });
   }
 }
 

@@ -114,17 +114,6 @@ RequestHead MakeHead(const bhttp::request_parser<bhttp::string_body>& parser) {
   return head;
 }
 
-void LogFailure(std::string_view what, std::exception_ptr failure) {
-  if (!failure) return;
-  try {
-    std::rethrow_exception(failure);
-  } catch (const std::exception& e) {
-    log::Error("", "http server: {} failed: {}", what, e.what());
-  } catch (...) {
-    log::Error("", "http server: {} failed with an unknown exception", what);
-  }
-}
-
 }  // namespace
 
 std::string_view RequestHead::header(std::string_view name) const { return FindHeader(headers, name); }
@@ -557,7 +546,7 @@ core::Status Server::Impl::Start() {
   accepting_ = true;
   asio::co_spawn(strand_, Accept(),
                  [self = shared_from_this()](std::exception_ptr failure) {
-                   LogFailure("the accept loop", failure);
+                   log::LogFailure("http server", "the accept loop", failure);
                  });
   return core::Status::Ok();
 }
@@ -585,7 +574,7 @@ Task<void> Server::Impl::Accept() {
       connections_.insert(connection);
     }
     asio::co_spawn(connection->executor(), detail::Connection::Run(connection),
-                   [](std::exception_ptr failure) { LogFailure("a connection", failure); });
+                   [](std::exception_ptr failure) { log::LogFailure("http server", "a connection", failure); });
   }
   std::lock_guard lock(mutex_);
   accepting_ = false;

@@ -110,4 +110,19 @@ void Write(Level level, std::string_view job_id, std::string_view message) {
   Logger().log(ToSpdlog(level), spdlog::string_view_t(line.data(), line.size()));
 }
 
+std::string DescribeException(const std::exception_ptr& failure) {
+  try {
+    std::rethrow_exception(failure);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+void LogFailure(std::string_view component, std::string_view what, const std::exception_ptr& failure) {
+  if (!failure) return;
+  Error("", "{}: {} failed: {}", component, what, DescribeException(failure));
+}
+
 }  // namespace sluice::log

@@ -9,6 +9,7 @@
 // (before any other thread logs); until then lines go out as text at DEBUG.
 #pragma once
 
+#include <exception>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -53,5 +54,12 @@ template <class... Args>
 void Error(std::string_view job_id, fmt::format_string<Args...> format, Args&&... args) {
   Log(Level::kError, job_id, format, std::forward<Args>(args)...);
 }
+
+/// What `failure` says: what() of a std::exception, "unknown exception" for anything else.
+std::string DescribeException(const std::exception_ptr& failure);
+
+/// Logs at error level that `what` (e.g. "a connection") of `component` (e.g. "flow server") ended
+/// with `failure`; nothing when it is null. For the completion handlers of detached coroutines.
+void LogFailure(std::string_view component, std::string_view what, const std::exception_ptr& failure);
 
 }  // namespace sluice::log
