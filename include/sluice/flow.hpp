@@ -45,6 +45,7 @@
 #include <variant>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -376,10 +377,44 @@ class Flow {
 
 namespace detail {
 
+/// The completions of one finished batch that go to the same executor, handed over in one post
+/// instead of one each. The flow opens one around the completions of a batch (on the thread that
+/// ran it); `FlowOperation` joins it when its handler's executor is an any_io_executor (every
+/// coroutine's is). Not thread-safe: it lives on one thread's stack.
+class FlowCompletionBatch {
+ public:
+  using Invoke = void (*)(void* operation, FlowTaskStatus status);
+
+  FlowCompletionBatch();
+  /// Hands over what was added, then stops collecting.
+  ~FlowCompletionBatch();
+  FlowCompletionBatch(const FlowCompletionBatch&) = delete;
+  FlowCompletionBatch& operator=(const FlowCompletionBatch&) = delete;
+
+  /// The batch open on this thread, if any.
+  static FlowCompletionBatch* active() noexcept;
+
+  /// `invoke(operation, status)` will run on `executor`, after the completions added before it.
+  void add(const boost::asio::any_io_executor& executor, Invoke invoke, void* operation, FlowTaskStatus status);
+
+ private:
+  struct Entry {
+    Invoke invoke;
+    void* operation;
+    FlowTaskStatus status;
+  };
+  void Flush();
+
+  FlowCompletionBatch* previous_;
+  boost::asio::any_io_executor executor_;
+  std::vector<Entry> entries_;
+};
+
 /// Holds the completion handler of one `async_process` until the flow completes the task. Like
-/// every Asio operation, it keeps work outstanding on the handler's executor meanwhile, so that an
-/// io_context waiting for the result does not run out of work, and is not destroyed while the
-/// completion is still being handed to it from a flow thread.
+/// every Asio operation, it keeps work outstanding on the handler's executor until the handler
+/// has run, so that an io_context waiting for the result does not run out of work, and is not
+/// destroyed while the completion is still being handed to it from a flow thread. It is created
+/// and destroyed on the caller's executor.
 template <class Handler>
 class FlowOperation {
  public:
@@ -392,19 +427,33 @@ class FlowOperation {
 
   static void Complete(FlowTask& task, void* context) {
     auto* self = static_cast<FlowOperation*>(context);
-    Handler handler = std::move(self->handler_);
-    auto work = std::move(self->work_);
-    delete self;
     const FlowTaskStatus status = task.status();
-    boost::asio::dispatch(work, [handler = std::move(handler), status]() mutable { std::move(handler)(status); });
-    // `work` ends here, once the handler is with its executor.
+    if constexpr (std::is_same_v<WorkExecutor, boost::asio::any_io_executor>) {
+      if (FlowCompletionBatch* batch = FlowCompletionBatch::active()) {
+        batch->add(self->work_, &Invoke, self, status);
+        return;
+      }
+    }
+    // A copy: it keeps the executor's context alive until this call has handed the handler over.
+    const WorkExecutor executor = self->work_;
+    boost::asio::dispatch(executor, [self, status] { Invoke(self, status); });
   }
 
  private:
+  using WorkExecutor =
+      std::decay_t<decltype(boost::asio::prefer(std::declval<boost::asio::associated_executor_t<Handler>>(),
+                                                boost::asio::execution::outstanding_work.tracked))>;
+
+  // On the handler's executor.
+  static void Invoke(void* operation, FlowTaskStatus status) {
+    auto* self = static_cast<FlowOperation*>(operation);
+    Handler handler = std::move(self->handler_);
+    delete self;
+    std::move(handler)(status);
+  }
+
   Handler handler_;
-  std::decay_t<decltype(boost::asio::prefer(std::declval<boost::asio::associated_executor_t<Handler>>(),
-                                            boost::asio::execution::outstanding_work.tracked))>
-      work_;
+  WorkExecutor work_;
 };
 
 }  // namespace detail

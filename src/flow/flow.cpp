@@ -22,6 +22,44 @@ std::string_view to_string(FlowTaskStatus status) noexcept {
   return "UNKNOWN";
 }
 
+namespace detail {
+namespace {
+thread_local FlowCompletionBatch* active_completion_batch = nullptr;
+}  // namespace
+
+FlowCompletionBatch::FlowCompletionBatch() : previous_(active_completion_batch) {
+  active_completion_batch = this;
+}
+
+FlowCompletionBatch::~FlowCompletionBatch() {
+  active_completion_batch = previous_;
+  Flush();
+}
+
+FlowCompletionBatch* FlowCompletionBatch::active() noexcept { return active_completion_batch; }
+
+void FlowCompletionBatch::add(const boost::asio::any_io_executor& executor, Invoke invoke, void* operation,
+                              FlowTaskStatus status) {
+  if (!entries_.empty() && executor != executor_) Flush();
+  if (entries_.empty()) executor_ = executor;
+  entries_.push_back(Entry{invoke, operation, status});
+}
+
+void FlowCompletionBatch::Flush() {
+  if (entries_.empty()) return;
+  if (entries_.size() == 1) {
+    boost::asio::post(executor_, [entry = entries_.front()] { entry.invoke(entry.operation, entry.status); });
+  } else {
+    boost::asio::post(executor_, [entries = std::move(entries_)] {
+      for (const Entry& entry : entries) entry.invoke(entry.operation, entry.status);
+    });
+  }
+  entries_.clear();
+  executor_ = nullptr;  // the copy no longer keeps the context's work outstanding
+}
+
+}  // namespace detail
+
 Flow::Flow(FlowOptions options) : core_(std::make_shared<detail::FlowCore>(std::move(options))) {}
 
 Flow::~Flow() { stop(); }

@@ -539,6 +539,8 @@ void FlowCore::Finished() {
 }
 
 void FlowCore::Forward(std::vector<FlowTask*>& batch, std::size_t next) {
+  // The callers of the tasks that end here hear of it together: one post per caller's executor.
+  FlowCompletionBatch completions;
   // Failed tasks leave the flow now; the others go on to the next step or complete.
   auto survivors_end = std::stable_partition(batch.begin(), batch.end(), [](FlowTask* task) { return !task->failed(); });
   for (auto it = survivors_end; it != batch.end(); ++it) Complete(**it, FlowTaskStatus::kFailed);
