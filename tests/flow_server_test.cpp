@@ -1,8 +1,9 @@
 // End-to-end checks of examples/flow_server (the demo flow of examples/flow_worker/demo_flow.hpp on
 // a Unix socket) through sluice::FlowClient, the way other processes use it: the real binary as a
-// child process, clients on their own threads and io_contexts.
+// child process, and four client processes (this test program run again, in the role of
+// FlowServerExample.ClientProcess), each with its own FlowClient.
 //
-// Nothing here can hang: every client thread runs its io_context for at most kBudget, every wait
+// Nothing here can hang: every client runs its io_context for at most kBudget, every wait
 // has a timeout, and ChildProcess kills the server when the test ends, whatever it asserted.
 #include <sluice/flow_client.hpp>
 
@@ -11,10 +12,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <mutex>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <regex>
 #include <string>
 #include <thread>
@@ -95,7 +98,9 @@ struct ClientStats {
   std::string first_unavailable_error;  // guarded by mutex
 };
 
-void RunClient(const std::string& socket, int first, int count, ClientStats& stats) {
+// `on_progress(completed)` is called after each completed request, on the client's thread.
+void RunClient(const std::string& socket, int first, int count, ClientStats& stats,
+               const std::function<void(int)>& on_progress) {
   boost::asio::io_context io;
   sluice::FlowClient client(io.get_executor(), socket, {.pool_size = 2});
   constexpr int kConcurrency = 4;
@@ -132,7 +137,11 @@ void RunClient(const std::string& socket, int first, int count, ClientStats& sta
                 }
               }
               if (done) {
-                stats.completed += stop - start;
+                on_progress(stats.completed += stop - start);
+                // A short pause, so that the run lasts long enough for the server to be killed
+                // in its middle.
+                pause.expires_after(1ms);
+                co_await pause.async_wait(boost::asio::use_awaitable);
               } else {
                 // At most once: a request lost with the server may have run; this test resends
                 // it, as an application that knows its tasks are idempotent would.
@@ -152,7 +161,37 @@ void RunClient(const std::string& socket, int first, int count, ClientStats& sta
   io.run_for(kBudget);
 }
 
-TEST(FlowServerExample, FourClientsSurviveAKilledServerAndEveryResultIsRight) {
+// The client process's side of FourClientProcessesSurviveAKilledServerAndEveryResultIsRight: run
+// with SLUICE_FLOW_CLIENT_SOCKET, _FIRST and _COUNT set, it sends its share, prints "progress N"
+// lines and a last "client completed=N unavailable=U wrong=W error=...", and passes when every
+// task completed with the right content.
+TEST(FlowServerExample, ClientProcess) {
+  const char* socket = std::getenv("SLUICE_FLOW_CLIENT_SOCKET");
+  const char* first = std::getenv("SLUICE_FLOW_CLIENT_FIRST");
+  const char* count = std::getenv("SLUICE_FLOW_CLIENT_COUNT");
+  if (!socket || !first || !count) {
+    GTEST_SKIP() << "runs only as a client process of FourClientProcessesSurviveAKilledServer...";
+  }
+  ClientStats stats;
+  int reported = 0;
+  RunClient(socket, std::atoi(first), std::atoi(count), stats, [&](int completed) {
+    if (completed - reported >= 100) {
+      reported = completed;
+      std::fprintf(stderr, "progress %d\n", completed);
+    }
+  });
+  std::string error;
+  {
+    std::lock_guard lock(stats.mutex);
+    error = stats.first_unavailable_error;
+  }
+  std::fprintf(stderr, "client completed=%d unavailable=%d wrong=%d error=%s\n", stats.completed.load(),
+               stats.unavailable.load(), stats.wrong.load(), error.c_str());
+  EXPECT_EQ(stats.completed.load(), std::atoi(count));
+  EXPECT_EQ(stats.wrong.load(), 0);
+}
+
+TEST(FlowServerExample, FourClientProcessesSurviveAKilledServerAndEveryResultIsRight) {
   TempDir dir;
   ASSERT_FALSE(dir.path().empty());
   const std::string socket = (dir.path() / "flow.sock").string();
@@ -161,33 +200,41 @@ TEST(FlowServerExample, FourClientsSurviveAKilledServerAndEveryResultIsRight) {
 
   constexpr int kClients = 4;
   constexpr int kTasks = 10000;
-  ClientStats stats;
-  std::vector<std::thread> clients;
+  constexpr int kShare = kTasks / kClients;
+  std::vector<std::unique_ptr<ChildProcess>> clients;
   for (int c = 0; c < kClients; ++c) {
-    clients.emplace_back([&, c] { RunClient(socket, c * (kTasks / kClients), kTasks / kClients, stats); });
+    clients.push_back(std::make_unique<ChildProcess>(
+        BinaryPath("sluice_tests"), std::vector<std::string>{"--gtest_filter=FlowServerExample.ClientProcess"},
+        sluice::testing::ChildOptions{.env = {"SLUICE_FLOW_CLIENT_SOCKET=" + socket,
+                                              "SLUICE_FLOW_CLIENT_FIRST=" + std::to_string(c * kShare),
+                                              "SLUICE_FLOW_CLIENT_COUNT=" + std::to_string(kShare)}}));
+    ASSERT_TRUE(clients.back()->started()) << clients.back()->error();
   }
 
-  // Kill the server (no drain, no unlink) once a part of the work is done, then start a new one on
-  // the same path: it must replace the stale socket file, and the clients must come back.
-  const auto deadline = std::chrono::steady_clock::now() + kBudget / 2;
-  while (stats.completed.load() < kTasks / 4 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(5ms);
-  }
-  EXPECT_LT(stats.completed.load(), kTasks) << "the work was done before the server could be killed";
+  // Kill the server (no drain, no unlink) once a client has done a part of its share, then start a
+  // new one on the same path: it must replace the stale socket file, and the clients come back.
+  const std::regex quarter_done("progress ([6-9][0-9]{2}|[0-9]{4,})");  // 600 of its 2,500
+  const auto progress = clients[0]->WaitForLine(quarter_done, kBudget / 2);
+  ASSERT_TRUE(progress) << clients[0]->Describe();
   server->Kill();
   EXPECT_TRUE(fs::exists(socket)) << "a killed server leaves its socket file";
   std::this_thread::sleep_for(200ms);  // clients meet the dead socket
   server = StartServer(socket);
 
-  for (auto& client : clients) client.join();
-  EXPECT_EQ(stats.completed.load(), kTasks);
-  EXPECT_EQ(stats.wrong.load(), 0);
-  EXPECT_GT(stats.unavailable.load(), 0) << "no client noticed the killed server";
-  {
-    std::lock_guard lock(stats.mutex);
-    EXPECT_NE(stats.first_unavailable_error.find("unix:" + socket), std::string::npos)
-        << stats.first_unavailable_error;
+  int unavailable = 0;
+  for (auto& client : clients) {
+    EXPECT_EQ(client->WaitForExit(kBudget), 0) << client->Describe();
+    const std::regex summary("client completed=(\\d+) unavailable=(\\d+) wrong=(\\d+) error=(.*)$");
+    const auto line = client->WaitForLine(summary, 1s);
+    ASSERT_TRUE(line) << client->Describe();
+    EXPECT_EQ(std::stoi((*line)[1]), kShare);
+    EXPECT_EQ(std::stoi((*line)[3]), 0);
+    unavailable += std::stoi((*line)[2]);
+    if (std::stoi((*line)[2]) > 0) {
+      EXPECT_NE((*line)[4].find("unix:" + socket), std::string::npos) << "the error names the socket: " << (*line)[4];
+    }
   }
+  EXPECT_GT(unavailable, 0) << "no client noticed the killed server";
 
   // SIGTERM: answers what it read, removes its socket, exits 0.
   ASSERT_TRUE(server->Signal(SIGTERM));
