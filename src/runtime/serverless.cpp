@@ -13,6 +13,7 @@
 #include "cli/options.hpp"
 #include "log/logging.hpp"
 #include "runtime/api_mode.hpp"
+#include "runtime/production_mode.hpp"
 #include "runtime/test_mode.hpp"
 
 namespace sluice::serverless {
@@ -59,12 +60,12 @@ int start(Config config, int argc, char** argv) {
     if (options.test_input || std::getenv("RUNPOD_WEBHOOK_GET_JOB") == nullptr) {
       return runtime::RunLocalTest(config, options, identity);
     }
+    return runtime::RunRunpodWorker(config, options, identity);
   } catch (const std::exception& error) {
     // Handler exceptions never get here (they fail the job); this is sluice's own failure.
     log::Error("", "Uncaught exception | {}", error.what());
     return 1;
   }
-  return NotAvailableYet("RunPod production mode (RUNPOD_WEBHOOK_GET_JOB)");
 }
 
 }  // namespace sluice::serverless

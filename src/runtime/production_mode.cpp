@@ -1,0 +1,164 @@
+// Coroutine-heavy: GCC 12 reports a false -Wmismatched-new-delete on coroutine frames under the
+// sanitizers (see src/api/job_api.cpp).
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+#include "runtime/production_mode.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "core/scheduler.hpp"
+#include "http/client.hpp"
+#include "log/logging.hpp"
+#include "runpod/background.hpp"
+#include "runpod/control_plane.hpp"
+#include "runpod/job_source.hpp"
+#include "runpod/result_sink.hpp"
+
+namespace sluice::runtime {
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto kCancelGrace = std::chrono::seconds(2);
+constexpr auto kResultGrace = std::chrono::seconds(30);
+constexpr auto kPollInterval = std::chrono::milliseconds(10);
+
+Task<bool> WaitFor(const std::atomic<bool>& done, Clock::duration timeout) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  const Clock::time_point deadline = Clock::now() + timeout;
+  while (!done.load() && Clock::now() < deadline) {
+    timer.expires_after(kPollInterval);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+  co_return done.load();
+}
+
+}  // namespace
+
+int RunRunpodWorker(const serverless::Config& config, const cli::WorkerOptions& options, const WorkerIdentity& identity) {
+  const runpod::Environment environment = runpod::Environment::Read([](const char* name) { return std::getenv(name); });
+  runpod::ControlPlane plane;
+  plane.urls = runpod::TemplateUrls(environment, identity.worker_id);
+  plane.api_key = environment.api_key;
+  plane.user_agent = runpod::UserAgentForThisMachine(environment.ua_integration);
+  if (options.execution_timeout > 0) plane.result_window = Seconds(options.execution_timeout);
+  if (plane.urls.take.find('?') == std::string::npos) {
+    log::Warn("", "RUNPOD_WEBHOOK_GET_JOB has no '?': the worker appends '&job_in_progress=...' as runpod-python does");
+  }
+  if (plane.urls.done_template.empty()) {
+    log::Error("", "RUNPOD_WEBHOOK_POST_OUTPUT is not set: results could not be posted");
+    return 1;
+  }
+  if (!plane.urls.stop) log::Warn("", "The job-take URL has no /job-take/: the job-stop channel is disabled");
+
+  const std::size_t io_threads = IoThreads(options);
+  asio::io_context io(static_cast<int>(io_threads));
+  http::ClientOptions client_options;
+  client_options.user_agent = plane.user_agent;
+  client_options.max_idle_per_host = 64;  // concurrent result POSTs, the take, the stop poll, the ping
+  http::Client client(io.get_executor(), client_options);
+  plane.client = &client;
+
+  std::atomic<bool> drain_started{false};
+  std::atomic<bool> background_stop{false};
+  std::atomic<bool> scheduler_done{false};
+  std::atomic<bool> drained{false};
+  std::function<void(const char*)> begin_drain;
+
+  runpod::RunpodResultSink::Options sink_options;
+  sink_options.executor = io.get_executor();
+  sink_options.streaming_handler = config.handler.is_streaming();
+  sink_options.after_final = [&](const std::string& job_id) {
+    if (config.refresh_worker) {
+      log::Info(job_id, "refresh_worker is set: this worker stops after this job.");
+      begin_drain("refresh_worker");
+    }
+  };
+  runpod::RunpodResultSink sink(plane, std::move(sink_options));
+
+  runpod::RunpodJobSource::Options source_options;
+  source_options.reject = [&sink](const std::string& job_id, const std::string& why) { sink.Reject(job_id, why); };
+  runpod::RunpodJobSource source(plane, std::move(source_options));
+
+  core::SchedulerOptions scheduler_options = SchedulerOptionsFor(config, options, identity);
+  core::Scheduler scheduler(io, config.handler, source, sink, std::move(scheduler_options));
+
+  begin_drain = [&](const char* why) {
+    if (drain_started.exchange(true)) return;
+    log::Info("", "{}: draining (no more jobs taken; up to {} s for running jobs).", why, options.drain_timeout);
+    source.Stop();
+    asio::co_spawn(
+        io,
+        [&]() -> Task<void> {
+          if (!co_await WaitFor(scheduler_done, Seconds(options.drain_timeout))) {
+            const std::vector<std::string> left = scheduler.running_ids();
+            log::Warn("", "Drain deadline reached: stopping {} running jobs (no result is posted for them).", left.size());
+            for (const std::string& job_id : left) scheduler.Cancel(job_id);
+            co_await WaitFor(scheduler_done, kCancelGrace);
+          }
+          if (!co_await sink.Drain(kResultGrace)) {
+            log::Error("", "{} result POSTs were still pending at exit.", sink.pending());
+          }
+          background_stop = true;
+          drained = true;
+          io.stop();
+        },
+        asio::detached);
+  };
+
+  asio::co_spawn(io, scheduler.Run(), [&](std::exception_ptr error) {
+    scheduler_done = true;
+    if (error) log::LogFailure("scheduler", "its run", error);
+  });
+  if (!plane.urls.ping.empty()) {
+    const std::chrono::milliseconds interval = runpod::PingInterval(environment.ping_interval_ms);
+    asio::co_spawn(io, runpod::RunHeartbeat(plane, interval, background_stop), [](std::exception_ptr error) {
+      if (error) log::LogFailure("heartbeat", "the ping loop", error);
+    });
+  } else {
+    log::Warn("", "RUNPOD_WEBHOOK_PING is not set: no heartbeat");
+  }
+  asio::co_spawn(
+      io, runpod::RunStopChannel(plane, [&scheduler](const std::string& job_id) { return scheduler.Cancel(job_id); }, background_stop),
+      [](std::exception_ptr error) {
+        if (error) log::LogFailure("job-stop channel", "the poll loop", error);
+      });
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int signal_number) {
+    if (ec) return;
+    begin_drain(signal_number == SIGINT ? "SIGINT received" : "SIGTERM received");
+  });
+  log::Info("", "RunPod worker {} taking jobs from {}", identity.worker_id, plane.urls.take);
+
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });
+  io.run();
+  for (std::thread& thread : threads) thread.join();
+
+  if (!scheduler_done.load()) {
+    // A blocking handler that ignores its cancellation still holds a pool thread.
+    log::Warn("", "A handler has not returned after its cancellation; exiting without it.");
+    std::fflush(stdout);
+    std::fflush(stderr);
+    std::_Exit(0);
+  }
+  log::Info("", "RunPod worker stopped.");
+  return drained.load() ? 0 : 1;
+}
+
+}  // namespace sluice::runtime
