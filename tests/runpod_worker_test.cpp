@@ -79,6 +79,28 @@ TEST(RunpodWorker, EveryJobTakenIsAnsweredExactlyOnceWithRunpodsBody) {
   ExpectCleanExit(*worker);
 }
 
+TEST(RunpodWorker, AStreamingJobPostsEachChunkThenTheFinalResultWithIsStream) {
+  FakeRunPod fake;
+  fake.AddJob("streamed", json::object{{"text", "a b c"}});
+  auto worker = StartWorker(fake, "stream_tokens");
+  const auto done = fake.WaitForDone("streamed", kWait);
+  ASSERT_TRUE(done) << worker->Describe();
+  // runpod.md §1.4, §4.5: every chunk to job-stream with isStream=false, in order; then job-done
+  // with isStream=true and, without return_aggregate_stream, an empty list.
+  const auto chunks = fake.WaitForStreams("streamed", 3, kWait);
+  ASSERT_EQ(chunks.size(), 3u) << worker->Describe();
+  const char* words[] = {"a", "b", "c"};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(chunks[i].body,
+              std::string(R"({"output": {"token": ")") + words[i] + R"(", "index": )" + std::to_string(i) + "}}");
+    EXPECT_EQ(chunks[i].Query("isStream").value_or(""), "false") << chunks[i].Describe();
+    EXPECT_LT(chunks[i].sequence, done->sequence) << "a chunk came after the final result";
+  }
+  EXPECT_EQ(done->Query("isStream").value_or(""), "true") << done->Describe();
+  EXPECT_EQ(done->body, R"({"output": []})");
+  ExpectCleanExit(*worker);
+}
+
 TEST(RunpodWorker, PingsCarryTheIdsOfTheJobsInProgress) {
   FakeRunPod fake;
   fake.AddJob("long-1", json::object{{"delay", 3}});
