@@ -47,12 +47,23 @@ TEST(MemoryJobQueue, TakesUpToMaxInOrder) {
 
 TEST(MemoryJobQueue, TakeWaitsForAPushFromAnotherThread) {
   MemoryJobQueue queue;
+  // The io_context outlives the producer: Take may complete (and run_for return) while the
+  // producer is still inside its Push, posting to this io_context (TSan saw it destroyed then).
+  asio::io_context io;
+  std::vector<JobRequest> taken;
+  bool done = false;
   std::thread producer([&] {
     std::this_thread::sleep_for(20ms);
     queue.Push(Job("late"));
   });
-  auto taken = TakeNow(queue, 4);
+  asio::co_spawn(io, queue.Take(4), [&](std::exception_ptr error, std::vector<JobRequest> jobs) {
+    if (error) std::rethrow_exception(error);
+    taken = std::move(jobs);
+    done = true;
+  });
+  io.run_for(10s);
   producer.join();
+  EXPECT_TRUE(done) << "watchdog: Take did not complete";
   ASSERT_EQ(taken.size(), 1u);
   EXPECT_EQ(taken[0].id, "late");
 }
