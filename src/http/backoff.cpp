@@ -11,16 +11,12 @@
 #include <fmt/format.h>
 
 namespace sluice::http {
-namespace {
-
 using Clock = std::chrono::steady_clock;
 
-double DefaultRandom() {
+double UniformRandom() {
   thread_local std::mt19937_64 generator{std::random_device{}()};
   return std::uniform_real_distribution<double>(0.0, 1.0)(generator);
 }
-
-}  // namespace
 
 Clock::duration BackoffPolicy::Delay(int retry, double uniform_0_1) const {
   if (initial <= Clock::duration::zero()) return Clock::duration::zero();
@@ -63,7 +59,7 @@ Task<core::Result<ClientResponse>> SendWithRetry(Client& client, ClientRequest r
 
     const int retry = attempt - 1;
     const Clock::duration delay =
-        options.policy.Delay(retry, options.random ? options.random() : DefaultRandom());
+        options.policy.Delay(retry, options.random ? options.random() : UniformRandom());
     if (options.deadline && Clock::now() + delay >= *options.deadline) co_return answer;
     if (options.on_retry) options.on_retry(retry, delay, answer);
     previous.emplace(std::move(answer));

@@ -39,6 +39,10 @@ struct BackoffPolicy {
 /// statuses are final.
 bool IsRetryable(const core::Result<ClientResponse>& result);
 
+/// A uniform random number in [0, 1) from a per-thread generator: the jitter every backoff of the
+/// worker draws (SendWithRetry's default, the RunPod take pacer and stop channel).
+double UniformRandom();
+
 struct RetryOptions {
   BackoffPolicy policy;
   /// Attempts in all, the first included; 0 means no limit (then set a deadline).

@@ -4,7 +4,6 @@
 
 #include "runpod/background.hpp"
 
-#include <random>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -13,20 +12,12 @@
 
 #include <sluice/version.hpp>
 
+#include "http/backoff.hpp"
 #include "log/logging.hpp"
 
 namespace sluice::runpod {
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
-
-namespace {
-
-double Jitter() {
-  thread_local std::mt19937_64 generator{std::random_device{}()};
-  return std::uniform_real_distribution<double>(0.0, 1.0)(generator);
-}
-
-}  // namespace
 
 Task<void> RunHeartbeat(const ControlPlane& plane, std::chrono::milliseconds interval, const std::atomic<bool>& stop) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
@@ -66,7 +57,7 @@ Task<void> RunStopChannel(const ControlPlane& plane, std::function<bool(const st
     core::Result<http::ClientResponse> answer = co_await plane.client->Send(std::move(request));
     Clock::duration wait = Clock::duration::zero();
     if (!answer.ok() || (answer->status >= 300 && answer->status != 429)) {
-      wait = options.errors.Delay(errors++, Jitter());
+      wait = options.errors.Delay(errors++, http::UniformRandom());
       log::Debug("", "job-stop poll failed: {}", answer.ok() ? fmt::format("HTTP {}", answer->status) : answer.status().message());
     } else if (answer->status == 429) {
       wait = options.after_too_many_requests;

@@ -1,12 +1,12 @@
 #include "runpod/job_source.hpp"
 
-#include <random>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "http/backoff.hpp"
 #include "log/logging.hpp"
 
 namespace sluice::runpod {
@@ -14,11 +14,6 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-double Jitter() {
-  thread_local std::mt19937_64 generator{std::random_device{}()};
-  return std::uniform_real_distribution<double>(0.0, 1.0)(generator);
-}
 
 long long Milliseconds(Clock::duration duration) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(duration).count();
@@ -84,7 +79,7 @@ Task<std::vector<core::JobRequest>> RunpodJobSource::Take(std::size_t max_jobs) 
       co_return std::move(parsed.jobs);
     }
 
-    const Clock::duration delay = pacer_.After(parsed.kind, elapsed, Jitter());
+    const Clock::duration delay = pacer_.After(parsed.kind, elapsed, http::UniformRandom());
     if (parsed.kind == TakeAnswer::Kind::kError) {
       log::Warn("", "Failed to get job. | {} | retrying in {} ms ({} failures in a row)", parsed.error,
                 Milliseconds(delay), pacer_.consecutive_errors());
