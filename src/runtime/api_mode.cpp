@@ -38,7 +38,6 @@ namespace {
 constexpr auto kCancelGrace = std::chrono::seconds(2);
 constexpr auto kResponseGrace = std::chrono::seconds(2);
 constexpr auto kWebhookGrace = std::chrono::seconds(5);
-constexpr auto kPollInterval = std::chrono::milliseconds(10);
 constexpr auto kSweepInterval = std::chrono::seconds(1);
 constexpr std::size_t kTrimAfterForgetting = 10000;
 
@@ -50,17 +49,6 @@ void RaiseFileLimit() {
     limit.rlim_cur = limit.rlim_max;
     setrlimit(RLIMIT_NOFILE, &limit);
   }
-}
-
-// Waits until `done` is set or `timeout` passes; true when it was set.
-Task<bool> WaitFor(const std::atomic<bool>& done, Clock::duration timeout) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  const Clock::time_point deadline = Clock::now() + timeout;
-  while (!done.load() && Clock::now() < deadline) {
-    timer.expires_after(kPollInterval);
-    co_await timer.async_wait(asio::use_awaitable);
-  }
-  co_return done.load();
 }
 
 }  // namespace
@@ -167,21 +155,7 @@ int RunJobApi(const serverless::Config& config, const cli::WorkerOptions& option
         asio::detached);
   });
 
-  std::vector<std::thread> threads;
-  for (std::size_t i = 1; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });
-  io.run();
-  for (std::thread& thread : threads) thread.join();
-
-  if (!scheduler_done.load()) {
-    // A blocking handler that ignores its cancellation still holds a pool thread; the scheduler
-    // cannot be destroyed under it. Every client has had its answer: leave without it.
-    log::Warn("", "A handler has not returned after its cancellation; exiting without it.");
-    std::fflush(stdout);
-    std::fflush(stderr);
-    std::_Exit(0);
-  }
-  log::Info("", "Job API stopped.");
-  return drained.load() ? 0 : 1;
+  return RunUntilStopped(io, io_threads, scheduler_done, drained, "Job API stopped.");
 }
 
 }  // namespace sluice::runtime

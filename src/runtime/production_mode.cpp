@@ -35,17 +35,6 @@ namespace {
 
 constexpr auto kCancelGrace = std::chrono::seconds(2);
 constexpr auto kResultGrace = std::chrono::seconds(30);
-constexpr auto kPollInterval = std::chrono::milliseconds(10);
-
-Task<bool> WaitFor(const std::atomic<bool>& done, Clock::duration timeout) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  const Clock::time_point deadline = Clock::now() + timeout;
-  while (!done.load() && Clock::now() < deadline) {
-    timer.expires_after(kPollInterval);
-    co_await timer.async_wait(asio::use_awaitable);
-  }
-  co_return done.load();
-}
 
 }  // namespace
 
@@ -145,20 +134,7 @@ int RunRunpodWorker(const serverless::Config& config, const cli::WorkerOptions& 
   });
   log::Info("", "RunPod worker {} taking jobs from {}", identity.worker_id, plane.urls.take);
 
-  std::vector<std::thread> threads;
-  for (std::size_t i = 1; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });
-  io.run();
-  for (std::thread& thread : threads) thread.join();
-
-  if (!scheduler_done.load()) {
-    // A blocking handler that ignores its cancellation still holds a pool thread.
-    log::Warn("", "A handler has not returned after its cancellation; exiting without it.");
-    std::fflush(stdout);
-    std::fflush(stderr);
-    std::_Exit(0);
-  }
-  log::Info("", "RunPod worker stopped.");
-  return drained.load() ? 0 : 1;
+  return RunUntilStopped(io, io_threads, scheduler_done, drained, "RunPod worker stopped.");
 }
 
 }  // namespace sluice::runtime

@@ -1,6 +1,14 @@
 #include "runtime/worker_setup.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "log/logging.hpp"
 
@@ -27,6 +35,33 @@ core::SchedulerOptions SchedulerOptionsFor(const serverless::Config& config, con
   scheduler.hostname = identity.hostname;
   scheduler.warn = [](const std::string& warning) { log::Warn("", "{}", warning); };
   return scheduler;
+}
+
+Task<bool> WaitFor(const std::atomic<bool>& done, std::chrono::steady_clock::duration timeout) {
+  constexpr auto kPollInterval = std::chrono::milliseconds(10);
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done.load() && std::chrono::steady_clock::now() < deadline) {
+    timer.expires_after(kPollInterval);
+    co_await timer.async_wait(boost::asio::use_awaitable);
+  }
+  co_return done.load();
+}
+
+int RunUntilStopped(boost::asio::io_context& io, std::size_t io_threads, const std::atomic<bool>& scheduler_done,
+                    const std::atomic<bool>& drained, std::string_view stopped) {
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });
+  io.run();
+  for (std::thread& thread : threads) thread.join();
+  if (!scheduler_done.load()) {
+    log::Warn("", "A handler has not returned after its cancellation; exiting without it.");
+    std::fflush(stdout);
+    std::fflush(stderr);
+    std::_Exit(0);
+  }
+  log::Info("", "{}", stopped);
+  return drained.load() ? 0 : 1;
 }
 
 }  // namespace sluice::runtime

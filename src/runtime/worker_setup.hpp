@@ -5,11 +5,16 @@
 // Pure functions over values; thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <string_view>
+
+#include <boost/asio/io_context.hpp>
 
 #include <sluice/serverless.hpp>
+#include <sluice/task.hpp>
 
 #include "cli/options.hpp"
 #include "core/scheduler.hpp"
@@ -31,5 +36,16 @@ std::size_t IoThreads(const cli::WorkerOptions& options);
 /// refresh flags from the Config, the identity for error reports, warnings to the log.
 core::SchedulerOptions SchedulerOptionsFor(const serverless::Config& config, const cli::WorkerOptions& options,
                                            const WorkerIdentity& identity);
+
+/// Waits, polling every 10 ms, until `done` is set or `timeout` has passed; true when it was set.
+/// For a mode's drain, which waits on flags that other threads set.
+Task<bool> WaitFor(const std::atomic<bool>& done, std::chrono::steady_clock::duration timeout);
+
+/// Runs `io` on `io_threads` threads, this one included, until it stops. If the scheduler has not
+/// finished by then (a blocking handler that ignores its cancellation still holds a pool thread, so
+/// the scheduler cannot be destroyed under it), leaves the process at once with status 0; otherwise
+/// logs `stopped` and returns the mode's exit status: 0 when `drained`, else 1.
+int RunUntilStopped(boost::asio::io_context& io, std::size_t io_threads, const std::atomic<bool>& scheduler_done,
+                    const std::atomic<bool>& drained, std::string_view stopped);
 
 }  // namespace sluice::runtime
