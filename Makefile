@@ -4,7 +4,12 @@
 #   make test    install dependencies, build, run every test (ctest)
 #   make bench   build and run the benchmarks: sluice_bench, then the job API benchmark
 #                (bench/job_api_bench.sh; BENCH_SECONDS=2 BENCH_SKIP_MILLION=1 for a quick run),
-#                then the flow server from Python and over HTTP (bench/flow_bench.sh)
+#                then the flow server from Python and over HTTP (bench/flow_bench.sh), then the
+#                RunPod production worker against a fake control plane (build/bin/runpod_bench;
+#                BENCH_RUNPOD_JOBS=5000 BENCH_RUNPOD_REPEAT=1 for a quick run), then scale-out on
+#                Redis: sluice gateway + 1, 2, 4 echo workers against echo's in-memory job API
+#                (build/bin/scale_out_bench; BENCH_SCALE_JOBS=5000 BENCH_SCALE_REPEAT=1 for a quick
+#                run; figures in docs/performance.md, "Scale-out on Redis")
 #   make test-asan / make test-tsan   the tests under AddressSanitizer+UBSan / ThreadSanitizer
 #
 # Every program lands in build/bin/. Sanitizer builds live in build-asan/ and build-tsan/.
@@ -13,8 +18,9 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 # Tests under ThreadSanitizer: the concurrency core (scheduler, semaphore, pool, queue, job store),
-# the HTTP server and client, webhook delivery, the metrics histogram and flows.
-TSAN_TESTS ?= Scheduler|AdjustableSemaphore|SlotCounter|BlockingPool|MemoryJobQueue|ConcurrencyController|HttpServer|HttpClient|JobStore|Webhook|Histogram|Flow
+# the HTTP server and client, webhook delivery, the metrics histogram, flows, and the RunPod
+# adapters with their fake control plane, and the Redis queue (client, scripts, worker side, backend).
+TSAN_TESTS ?= ^Redis|JobOutbox|Scheduler|AdjustableSemaphore|SlotCounter|BlockingPool|MemoryJobQueue|ConcurrencyController|HttpServer|HttpClient|JobStore|Webhook|Histogram|Flow|Runpod|FakeRunPod
 
 .PHONY: all deps build run test bench test-asan test-tsan clean
 
@@ -45,6 +51,9 @@ bench: build
 	$(BUILD_DIR)/bin/sluice_bench
 	BUILD_DIR=$(BUILD_DIR) bash bench/job_api_bench.sh
 	BUILD_DIR=$(BUILD_DIR) bash bench/flow_bench.sh
+	$(BUILD_DIR)/bin/runpod_bench
+	$(BUILD_DIR)/bin/scale_out_bench
+	BENCH_SCALE_HANDLER=coroutine $(BUILD_DIR)/bin/scale_out_bench
 
 test-asan: deps
 	cmake -S . -B build-asan -G Ninja -DSLUICE_SANITIZE=address,undefined -DSLUICE_BUILD_BENCHMARKS=OFF $(CMAKE_FLAGS)

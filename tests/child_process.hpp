@@ -1,6 +1,7 @@
 // tests/child_process.hpp — runs a program as a child process for end-to-end tests.
 //
-// A ChildProcess starts `program args...` in a directory, with stdin on /dev/null and a hermetic
+// A ChildProcess starts `program args...` in a directory, with stdin on /dev/null, no other file
+// descriptor of the test process (only 0, 1 and 2 are open in the child), a hermetic
 // environment (the test shell's SLUICE_* and RUNPOD_* variables removed, the test's own added), and
 // collects its stdout and stderr on a reader thread, so a child that fills a pipe can never block.
 // Every wait takes a timeout: a test can wait for a line of output that matches a regex, for the
@@ -100,6 +101,10 @@ class ChildProcess {
           ::dup2(out_pipe[1], STDOUT_FILENO) < 0 || ::dup2(err_pipe[1], STDERR_FILENO) < 0) {
         ::_exit(126);
       }
+      // Nothing else of the test process may reach the child: Asio opens sockets without
+      // close-on-exec, and a worker that inherited a test's listening socket (the fake RunPod's)
+      // would keep its port bound, queuing connects the test meant to be refused.
+      if (::close_range(3, ~0U, 0) != 0) ::_exit(126);
       ::execve(program_path.c_str(), argv.data(), envp.data());
       ::_exit(127);
     }

@@ -193,7 +193,8 @@ bool RecordedRequest::IsProgress() const {
 }
 
 std::string RecordedRequest::Describe() const {
-  return fmt::format("#{} {} {} -> {}{}{}", sequence, method, target, status, faulted ? " (fault)" : "",
+  return fmt::format("#{} {} {} -> {}{}{}", sequence, method, target, status,
+                     faulted ? " (fault)" : delayed ? " (late)" : "",
                      body.empty() ? "" : " body " + body.substr(0, 500));
 }
 
@@ -399,7 +400,8 @@ Task<void> FakeRunPod::Serve(http::Request& request, http::ResponseWriter& write
       if (found != faults_.end() && !found->second.empty()) {
         fault = found->second.front();
         found->second.pop_front();
-        record.faulted = true;
+        // A delay changes when the answer comes, not what it is: the request may still be accepted.
+        (fault->kind == Fault::Kind::kDelay ? record.delayed : record.faulted) = true;
       }
     }
     index = requests_.size();

@@ -144,7 +144,8 @@ struct RecordedRequest {
   /// What the fake answered: 0 while the request is held, and for a hang (never answered). A
   /// mid-body drop records 200, the status of the head it wrote before cutting the body.
   unsigned status = 0;
-  bool faulted = false;  // answered (or not) by an injected fault
+  bool faulted = false;  // answered (or not) by an injected fault other than a delay
+  bool delayed = false;  // held by a Fault::Delay, then served as usual (so it may be Accepted)
   std::vector<std::string> jobs_served;  // a take: the ids it handed out, in order
   std::vector<std::string> jobs_to_stop;  // a stop poll: the ids it handed out
 
@@ -235,7 +236,8 @@ class FakeRunPod {
   // ----- faults -------------------------------------------------------------------------------
 
   /// The next `count` requests of `route` get `fault` instead of their normal answer (after any
-  /// faults already queued for the route). The request is still recorded, with `faulted`.
+  /// faults already queued for the route). The request is still recorded, with `faulted` (or
+  /// `delayed` for a Fault::Delay, after which it is served as usual and may be Accepted).
   void InjectFault(Route route, Fault fault, std::size_t count = 1);
   /// Forgets the faults not yet used.
   void ClearFaults();

@@ -394,6 +394,12 @@ TEST(FakeRunPodTest, DelayFaultAnswersLate) {
   EXPECT_EQ(late->status, 200);
   EXPECT_GE(took, 0.48);
   EXPECT_LT(took, 5.0);
+  // Late, but served as usual: recorded as delayed, not as a fault, and accepted.
+  const auto pings = fake.Requests(Route::kPing);
+  ASSERT_EQ(pings.size(), 1u);
+  EXPECT_TRUE(pings[0].delayed) << pings[0].Describe();
+  EXPECT_FALSE(pings[0].faulted) << pings[0].Describe();
+  EXPECT_TRUE(pings[0].Accepted()) << pings[0].Describe();
 }
 
 TEST(FakeRunPodTest, HangFaultNeverAnswersUntilTheClientGivesUp) {

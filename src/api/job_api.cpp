@@ -107,10 +107,6 @@ http::Response ErrorResponse(unsigned status, std::string_view message) {
   return JsonResponse(status, std::move(body));
 }
 
-http::Response JobNotFound(std::string_view job_id) {
-  return ErrorResponse(404, fmt::format("job {} not found", job_id));
-}
-
 unsigned HttpStatusOf(const core::Status& status) {
   switch (status.code()) {
     case core::StatusCode::kInvalidArgument: return 400;
@@ -254,10 +250,49 @@ bool SameSecret(std::string_view given, std::string_view expected) {
 
 bool WantsEventStream(std::string_view accept) { return accept.find("text/event-stream") != std::string_view::npos; }
 
+// The polling /stream answer: {"id","status","stream":[{"output":chunk},…]}.
+std::string StreamBody(std::string_view job_id, const core::StreamRead& read) {
+  std::string body = "{\"id\":";
+  core::AppendJson(body, json::value(job_id));
+  body += ",\"status\":\"";
+  body += core::ToString(read.job.status);
+  body += "\",\"stream\":[";
+  for (std::size_t i = 0; i < read.chunks.size(); ++i) {
+    if (i > 0) body += ',';
+    body += "{\"output\":";
+    core::AppendJson(body, read.chunks[i]);
+    body += '}';
+  }
+  body += "]}";
+  return body;
+}
+
+// The longest X-Idempotency-Key accepted.
+constexpr std::size_t kMaxIdempotencyKeyBytes = 256;
+
+// A /run or /runsync request, checked: the job, and the idempotency key it came with.
+struct Submission {
+  core::NewJob job;
+  std::optional<std::string> idempotency_key;
+};
+
+core::Result<Submission> ParseSubmission(const http::Request& request) {
+  core::Result<core::NewJob> job = ParseJobRequest(request.body);
+  if (!job.ok()) return job.status();
+  Submission submission{std::move(job).value(), std::nullopt};
+  const std::string_view key = request.header("X-Idempotency-Key");
+  if (key.size() > kMaxIdempotencyKeyBytes) {
+    return core::Status::InvalidArgument(fmt::format("X-Idempotency-Key is {} bytes; it may have at most {}",
+                                                     key.size(), kMaxIdempotencyKeyBytes));
+  }
+  if (!key.empty()) submission.idempotency_key.emplace(key);
+  return submission;
+}
+
 }  // namespace
 
-JobApi::JobApi(core::JobStore& store, WebhookSender& webhooks, JobApiOptions options, WorkerGauges gauges)
-    : store_(store), webhooks_(webhooks), options_(std::move(options)), gauges_(std::move(gauges)) {}
+JobApi::JobApi(core::JobBackend& backend, WebhookSender& webhooks, JobApiOptions options, WorkerGauges gauges)
+    : backend_(backend), webhooks_(webhooks), options_(std::move(options)), gauges_(std::move(gauges)) {}
 
 std::size_t JobApi::BodyLimit(const http::RequestHead& head) const {
   if (options_.max_body_bytes) return *options_.max_body_bytes;
@@ -285,166 +320,190 @@ std::optional<http::Response> JobApi::Refuse(const http::Request& request) const
   return response;
 }
 
+// Whether a request is turned away before its route: not allowed in (401), no route (404), or a
+// method the route does not take (405); `response` is then the answer. (An out-parameter rather
+// than an optional: Handle's coroutine frame stays smaller.)
+bool JobApi::Reject(const http::Request& request, const std::optional<Route>& route, std::string_view path,
+                    http::Response& response) const {
+  if (std::optional<http::Response> refusal = Refuse(request)) {
+    response = std::move(*refusal);
+  } else if (!route) {
+    response = ErrorResponse(404, fmt::format("no route for {} {}", request.method, path));
+  } else if (!Allows(route->allow, request.method)) {
+    response = ErrorResponse(405, fmt::format("{} does not accept {}; use {}", path, request.method, route->allow));
+    response.headers.push_back({"Allow", std::string(route->allow)});
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// /run, the hottest route, is answered in Handle's own frame, so it costs the backend's Submit
+// frame and nothing more. The frames are kept under the 1020 bytes Asio's per-thread cache of
+// coroutine frames recycles (larger ones are a malloc and a free per request): every route but
+// /run awaits in a coroutine of its own, and each coroutine has one `response`.
 Task<void> JobApi::Handle(http::Request& request, http::ResponseWriter& writer) {
   const std::string_view target = request.target;
   const std::size_t question = target.find('?');
   const std::string_view path = target.substr(0, question);
-  const std::string_view query = question == std::string_view::npos ? "" : target.substr(question + 1);
   const std::optional<Route> route = MatchRoute(path);
-  // Only /runsync and /stream wait, so only they answer by themselves; every other route is a
-  // plain function of the request and the store, answered here.
-  if (!Refuse(request) && route && Allows(route->allow, request.method)) {
-    if (route->name == RouteName::kRunSync) {
-      co_await RunSync(request, writer, QueryParameter(query, "wait"));
-      co_return;
-    }
-    if (route->name == RouteName::kStream) {
-      co_await Stream(request, writer, route->job_id);
-      co_return;
-    }
+  http::Response response;
+  if (Reject(request, route, path, response)) {
+    // answered below
+  } else if (route->name == RouteName::kRunSync) {
+    const std::string_view query = question == std::string_view::npos ? "" : target.substr(question + 1);
+    co_await RunSync(request, writer, QueryParameter(query, "wait"));
+    co_return;
+  } else if (route->name == RouteName::kStream) {
+    co_await Stream(request, writer, route->job_id);
+    co_return;
+  } else if (route->name != RouteName::kRun) {
+    co_await Answer(writer, *route);
+    co_return;
+  } else if (core::Result<Submission> submission = ParseSubmission(request); !submission.ok()) {
+    response = StatusErrorResponse(submission.status());
+  } else {
+    const core::Result<std::string> id =
+        co_await backend_.Submit(std::move(submission->job), std::move(submission->idempotency_key));
+    response = id.ok() ? JsonResponse(200, IdAndStatus(*id, JobStatus::kInQueue)) : StatusErrorResponse(id.status());
   }
-  http::Response response = Answer(request, route, path);
   co_await writer.Send(std::move(response));
 }
 
-http::Response JobApi::Answer(const http::Request& request, const std::optional<Route>& route,
-                              std::string_view path) {
-  if (std::optional<http::Response> refusal = Refuse(request)) return std::move(*refusal);
-  if (!route) return ErrorResponse(404, fmt::format("no route for {} {}", request.method, path));
-  if (!Allows(route->allow, request.method)) {
-    http::Response response =
-        ErrorResponse(405, fmt::format("{} does not accept {}; use {}", path, request.method, route->allow));
-    response.headers.push_back({"Allow", std::string(route->allow)});
-    return response;
-  }
-  const std::string_view job_id = route->job_id;
-  switch (route->name) {
-    case RouteName::kRun: {
-      const core::Result<std::string> id = Submit(request);
-      return id.ok() ? JsonResponse(200, IdAndStatus(*id, JobStatus::kInQueue)) : StatusErrorResponse(id.status());
-    }
+// The routes that read or change jobs and answer at once: /status, /cancel, /retry, /purge-queue,
+// /health and /metrics.
+Task<void> JobApi::Answer(http::ResponseWriter& writer, Route route) {
+  const std::string_view job_id = route.job_id;
+  http::Response response;
+  switch (route.name) {
     case RouteName::kStatus: {
-      const std::optional<JobView> job = store_.Find(job_id);
-      return job ? JsonResponse(200, StatusObject(*job)) : JobNotFound(job_id);
+      const core::Result<JobView> job = co_await backend_.Find(job_id);
+      response = job.ok() ? JsonResponse(200, StatusObject(*job)) : StatusErrorResponse(job.status());
+      break;
     }
     case RouteName::kCancel: {
-      const core::Result<JobStatus> status = store_.Cancel(job_id);
-      if (!status.ok()) return StatusErrorResponse(status.status());
+      const core::Result<JobStatus> status = co_await backend_.Cancel(job_id);
+      if (!status.ok()) {
+        response = StatusErrorResponse(status.status());
+        break;
+      }
       log::Debug(job_id, "Cancel requested.");
-      return JsonResponse(200, IdAndStatus(job_id, *status));
+      response = JsonResponse(200, IdAndStatus(job_id, *status));
+      break;
     }
     case RouteName::kRetry: {
-      const core::Status status = store_.Retry(job_id);
-      return status.ok() ? JsonResponse(200, IdAndStatus(job_id, JobStatus::kInQueue)) : StatusErrorResponse(status);
+      const core::Status status = co_await backend_.Retry(job_id);
+      response = status.ok() ? JsonResponse(200, IdAndStatus(job_id, JobStatus::kInQueue)) : StatusErrorResponse(status);
+      break;
     }
-    case RouteName::kPurgeQueue:
-      return JsonResponse(200, fmt::format("{{\"removed\":{},\"status\":\"completed\"}}", store_.Purge()));
+    case RouteName::kPurgeQueue: {
+      const core::Result<std::size_t> removed = co_await backend_.Purge();
+      response = removed.ok() ? JsonResponse(200, fmt::format("{{\"removed\":{},\"status\":\"completed\"}}", *removed))
+                              : StatusErrorResponse(removed.status());
+      break;
+    }
     case RouteName::kHealth:
-      return JsonResponse(200, HealthBody());
     case RouteName::kMetrics: {
-      http::Response response;
-      response.content_type = std::string(kPrometheusContentType);
-      response.body = RenderMetrics();
-      return response;
+      const Clock::time_point deadline = Clock::now() + options_.counts_deadline;
+      const core::Result<core::JobCounts> counts = co_await backend_.Counts(deadline);
+      if (!counts.ok()) {
+        response = StatusErrorResponse(counts.status());
+      } else if (route.name == RouteName::kHealth) {
+        response = JsonResponse(200, HealthBody(*counts));
+      } else {
+        response.content_type = std::string(kPrometheusContentType);
+        response.body = RenderMetrics(*counts);
+      }
+      break;
     }
+    case RouteName::kRun:
     case RouteName::kRunSync:
     case RouteName::kStream:
-      break;  // answered by their coroutines
+      response = ErrorResponse(500, "unhandled route");  // Handle answers these
+      break;
   }
-  return ErrorResponse(500, "unhandled route");
-}
-
-// Checks a /run or /runsync body and queues its job: the job's id, or why not.
-core::Result<std::string> JobApi::Submit(const http::Request& request) {
-  core::Result<core::NewJob> job = ParseJobRequest(request.body);
-  if (!job.ok()) return job.status();
-  return store_.Submit(std::move(job).value());
+  co_await writer.Send(std::move(response));
 }
 
 Task<void> JobApi::RunSync(http::Request& request, http::ResponseWriter& writer,
                            std::optional<std::string_view> wait) {
+  http::Response response;
   std::int64_t wait_ms = options_.default_wait.count();
+  bool wait_ok = true;
   if (wait) {
     const auto [end, error] = std::from_chars(wait->data(), wait->data() + wait->size(), wait_ms);
-    if (error != std::errc() || end != wait->data() + wait->size() || wait_ms < kMinWaitMs || wait_ms > kMaxWaitMs) {
-      http::Response response = ErrorResponse(
-          400, fmt::format("wait must be a whole number of milliseconds from {} to {}, got '{}'", kMinWaitMs,
-                           kMaxWaitMs, *wait));
-      co_await writer.Send(std::move(response));
-      co_return;
+    wait_ok = error == std::errc() && end == wait->data() + wait->size() && wait_ms >= kMinWaitMs &&
+              wait_ms <= kMaxWaitMs;
+  }
+  if (!wait_ok) {
+    response = ErrorResponse(400, fmt::format("wait must be a whole number of milliseconds from {} to {}, got '{}'",
+                                              kMinWaitMs, kMaxWaitMs, *wait));
+  } else if (core::Result<Submission> submission = ParseSubmission(request); !submission.ok()) {
+    response = StatusErrorResponse(submission.status());
+  } else {
+    const core::Result<std::string> submitted =
+        co_await backend_.Submit(std::move(submission->job), std::move(submission->idempotency_key));
+    if (!submitted.ok()) {
+      response = StatusErrorResponse(submitted.status());
+    } else {
+      const std::string& id = *submitted;
+      const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(wait_ms);
+      for (;;) {
+        // Wakes when the job ends, and every kClientCheckInterval to see whether the client left.
+        const Clock::time_point wake = std::min(deadline, Clock::now() + kClientCheckInterval);
+        const core::Result<JobView> view = co_await backend_.WaitForEnd(id, wake);
+        if (!view.ok()) {  // forgotten already (a tiny --result-ttl: 404), or the backend failed
+          response = StatusErrorResponse(view.status());
+          break;
+        }
+        if (core::IsTerminal(view->status) || Clock::now() >= deadline) {
+          response =
+              JsonResponse(200, core::IsTerminal(view->status) ? StatusObject(*view) : IdAndStatus(id, view->status));
+          break;
+        }
+        if (writer.client_gone()) {
+          log::Debug(id, "The /runsync client left; the job goes on, its result stays available.");
+          co_return;
+        }
+      }
     }
   }
-  const core::Result<std::string> submitted = Submit(request);
-  if (!submitted.ok()) {
-    http::Response response = StatusErrorResponse(submitted.status());
-    co_await writer.Send(std::move(response));
-    co_return;
-  }
-  const std::string& id = *submitted;
-  const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(wait_ms);
-  for (;;) {
-    // Wakes when the job ends, and every kClientCheckInterval to see whether the client left.
-    const Clock::time_point wake = std::min(deadline, Clock::now() + kClientCheckInterval);
-    const std::optional<JobView> view = co_await store_.WaitForEnd(id, wake);
-    if (!view) {  // forgotten already (a tiny --result-ttl)
-      http::Response response = JobNotFound(id);
-      co_await writer.Send(std::move(response));
-      co_return;
-    }
-    if (core::IsTerminal(view->status) || Clock::now() >= deadline) {
-      http::Response response =
-          JsonResponse(200, core::IsTerminal(view->status) ? StatusObject(*view) : IdAndStatus(id, view->status));
-      co_await writer.Send(std::move(response));
-      co_return;
-    }
-    if (writer.client_gone()) {
-      log::Debug(id, "The /runsync client left; the job goes on, its result stays available.");
-      co_return;
-    }
-  }
+  co_await writer.Send(std::move(response));
 }
 
 Task<void> JobApi::Stream(const http::Request& request, http::ResponseWriter& writer, std::string_view job_id) {
+  http::Response response;
   if (WantsEventStream(request.header("Accept"))) {
-    if (!store_.Find(job_id)) {
-      http::Response response = JobNotFound(job_id);
-      co_await writer.Send(std::move(response));
+    const core::Result<JobView> job = co_await backend_.Find(job_id);
+    if (job.ok()) {
+      co_await StreamEvents(writer, std::string(job_id));
       co_return;
     }
-    co_await StreamEvents(writer, std::string(job_id));
-    co_return;
+    response = StatusErrorResponse(job.status());
+  } else {
+    const std::optional<std::size_t> since_last_call;  // RunPod's "new since the last /stream"
+    const core::Result<core::StreamRead> read = co_await backend_.ReadChunks(job_id, since_last_call);
+    response = read.ok() ? JsonResponse(200, StreamBody(job_id, *read)) : StatusErrorResponse(read.status());
   }
-  const std::optional<core::StreamRead> read = store_.ReadChunks(job_id, std::nullopt);
-  if (!read) {
-    http::Response response = JobNotFound(job_id);
-    co_await writer.Send(std::move(response));
-    co_return;
-  }
-  std::string body = "{\"id\":";
-  core::AppendJson(body, json::value(job_id));
-  body += ",\"status\":\"";
-  body += core::ToString(read->job.status);
-  body += "\",\"stream\":[";
-  for (std::size_t i = 0; i < read->chunks.size(); ++i) {
-    if (i > 0) body += ',';
-    body += "{\"output\":";
-    core::AppendJson(body, read->chunks[i]);
-    body += '}';
-  }
-  body += "]}";
-  co_await writer.Send(JsonResponse(200, std::move(body)));
+  co_await writer.Send(std::move(response));
 }
 
 // Server-Sent Events: every chunk from the first, live, then `event: done` with the status object.
+// A job forgotten meanwhile, or a backend that fails, ends the stream with `event: error`.
 Task<void> JobApi::StreamEvents(http::ResponseWriter& writer, std::string job_id) {
   http::StreamHead head;
   head.headers.push_back({"Cache-Control", "no-cache"});
   if (!co_await writer.StartStream(std::move(head))) co_return;
   std::size_t next = 0;
   for (;;) {
-    const std::optional<core::StreamRead> read = store_.ReadChunks(job_id, next);
-    if (!read) {
-      const std::string gone = fmt::format("event: error\ndata: {{\"error\":\"job {} was forgotten\"}}\n\n", job_id);
+    const std::optional<std::size_t> from = next;
+    const core::Result<core::StreamRead> read = co_await backend_.ReadChunks(job_id, from);
+    if (!read.ok()) {
+      std::string message = read.status().message();
+      if (read.status().code() == core::StatusCode::kNotFound) message = fmt::format("job {} was forgotten", job_id);
+      std::string gone = "event: error\ndata: {\"error\":";
+      core::AppendJson(gone, json::value(message));
+      gone += "}\n\n";
       co_await writer.SendChunk(gone);
       co_await writer.EndStream();
       co_return;
@@ -468,25 +527,33 @@ Task<void> JobApi::StreamEvents(http::ResponseWriter& writer, std::string job_id
       co_return;
     }
     const Clock::time_point wake = Clock::now() + options_.keep_alive_interval;
-    const std::uint64_t version = co_await store_.WaitForChange(job_id, read->job.version, wake);
-    if (version == read->job.version) {
+    const std::uint64_t seen = read->job.version;
+    const core::Result<std::uint64_t> version = co_await backend_.WaitForChange(job_id, seen, wake);
+    // A failed wait is met again by the next read, which ends the stream.
+    if (version.ok() && *version == seen) {
       if (writer.client_gone() || !co_await writer.SendChunk(": keep-alive\n\n")) co_return;
     }
   }
 }
 
-std::string JobApi::HealthBody() const {
-  const core::JobCounts counts = store_.counts();
-  const std::size_t running = gauges_.jobs_running ? gauges_.jobs_running() : counts.in_progress;
+std::string JobApi::HealthBody(const core::JobCounts& counts) const {
+  // A fleet's backend (Redis) counts its workers; otherwise this process is the one worker.
+  std::size_t idle = 0, busy = 0;
+  if (counts.workers_idle && counts.workers_running) {
+    idle = *counts.workers_idle;
+    busy = *counts.workers_running;
+  } else {
+    const std::size_t running = gauges_.jobs_running ? gauges_.jobs_running() : counts.in_progress;
+    (running == 0 ? idle : busy) = 1;
+  }
   return fmt::format(
       "{{\"jobs\":{{\"completed\":{},\"failed\":{},\"inProgress\":{},\"inQueue\":{},\"retried\":{}}},"
       "\"workers\":{{\"idle\":{},\"running\":{}}}}}",
-      counts.completed, counts.failed + counts.timed_out, counts.in_progress, counts.in_queue, counts.retried,
-      running == 0 ? 1 : 0, running == 0 ? 0 : 1);
+      counts.completed, counts.failed + counts.timed_out, counts.in_progress, counts.in_queue, counts.retried, idle,
+      busy);
 }
 
-std::string JobApi::RenderMetrics() const {
-  const core::JobCounts counts = store_.counts();
+std::string JobApi::RenderMetrics(const core::JobCounts& counts) const {
   PrometheusText text;
   const std::pair<const char*, std::uint64_t> by_status[] = {
       {"COMPLETED", counts.completed}, {"FAILED", counts.failed}, {"CANCELLED", counts.cancelled},

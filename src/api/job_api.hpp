@@ -1,11 +1,13 @@
 // api/job_api.hpp — RunPod's cloud job API over HTTP (docs/job-api.md): the routes, the checks of
-// every request, and the shapes of every answer. It turns HTTP requests into calls on the JobStore
-// and the store's answers into RunPod's JSON; it runs no jobs itself and knows nothing of sockets
-// (http::Server calls `Handle`).
+// every request, and the shapes of every answer. It turns HTTP requests into awaited calls on a
+// core::JobBackend (job_backend.hpp: the in-memory store, or Redis) and the backend's answers into
+// RunPod's JSON; it runs no jobs itself, knows nothing of how jobs are kept, and nothing of
+// sockets (http::Server calls `Handle`). A backend that cannot answer (kUnavailable) makes a 503
+// with a JSON error naming the problem.
 //
 // Threads: `Handle` runs concurrently on any number of connection strands; `OnJobFinished` is
 // called from the store on I/O or handler threads. Everything here is thread-safe. The JobApi
-// borrows the store and the webhook sender, which must outlive it and every request it serves.
+// borrows the backend and the webhook sender, which must outlive it and every request it serves.
 #pragma once
 
 #include <chrono>
@@ -20,7 +22,7 @@
 
 #include "api/metrics.hpp"
 #include "api/webhook.hpp"
-#include "core/job_store.hpp"
+#include "core/job_backend.hpp"
 #include "http/server.hpp"
 
 namespace sluice::api {
@@ -36,6 +38,8 @@ struct JobApiOptions {
   std::chrono::milliseconds default_wait{90000};
   /// How often an idle Server-Sent Events stream gets a comment line.
   std::chrono::steady_clock::duration keep_alive_interval = std::chrono::seconds(15);
+  /// How long /health and /metrics wait for the backend's counts before answering 503.
+  std::chrono::steady_clock::duration counts_deadline = std::chrono::seconds(2);
 };
 
 /// What /health and /metrics read from the scheduler; each may be empty.
@@ -46,7 +50,7 @@ struct WorkerGauges {
 
 class JobApi {
  public:
-  JobApi(core::JobStore& store, WebhookSender& webhooks, JobApiOptions options, WorkerGauges gauges);
+  JobApi(core::JobBackend& backend, WebhookSender& webhooks, JobApiOptions options, WorkerGauges gauges);
   JobApi(const JobApi&) = delete;
   JobApi& operator=(const JobApi&) = delete;
 
@@ -56,20 +60,22 @@ class JobApi {
   /// The body limit of a request, by its route (ServerOptions::body_limit).
   std::size_t BodyLimit(const http::RequestHead& head) const;
 
-  /// Records the job's times and calls its webhook; wire it to JobStore::SetFinishListener.
+  /// Records the job's times and calls its webhook; wire it to JobStore::SetFinishListener (for
+  /// the in-memory backend: where jobs end in this process).
   void OnJobFinished(const core::JobView& job);
 
  private:
   std::optional<http::Response> Refuse(const http::Request& request) const;
-  http::Response Answer(const http::Request& request, const std::optional<Route>& route, std::string_view path);
-  core::Result<std::string> Submit(const http::Request& request);
+  bool Reject(const http::Request& request, const std::optional<Route>& route, std::string_view path,
+              http::Response& response) const;
+  Task<void> Answer(http::ResponseWriter& writer, Route route);
   Task<void> RunSync(http::Request& request, http::ResponseWriter& writer, std::optional<std::string_view> wait);
   Task<void> Stream(const http::Request& request, http::ResponseWriter& writer, std::string_view job_id);
   Task<void> StreamEvents(http::ResponseWriter& writer, std::string job_id);
-  std::string RenderMetrics() const;
-  std::string HealthBody() const;
+  std::string RenderMetrics(const core::JobCounts& counts) const;
+  std::string HealthBody(const core::JobCounts& counts) const;
 
-  core::JobStore& store_;
+  core::JobBackend& backend_;
   WebhookSender& webhooks_;
   const JobApiOptions options_;
   const WorkerGauges gauges_;

@@ -29,7 +29,9 @@ struct WorkerOptions {
   // sluice's own flags; durations in seconds.
   int concurrency = 1;
   int max_concurrency = 1000;
-  std::string queue;                // redis://HOST:PORT[/DB]
+  std::string queue;                // redis://HOST:PORT[/DB], checked by redis::ParseUrl
+  std::string queue_name = "default";  // the queue's keys are sluice:{queue_name}:...
+  std::string consumer_name;        // empty: redis::DefaultConsumerName(), host:pid
   std::size_t max_queue = 10000;
   double result_ttl = 1800;
   std::size_t max_results = 250000;  // finished jobs the job API keeps at most
@@ -38,7 +40,9 @@ struct WorkerOptions {
   double drain_timeout = 30;
   double execution_timeout = 600;   // 0: none
   double visibility_timeout = 30;
+  double post_timeout = 30;         // a result, chunk or progress POST to RunPod, per attempt
   int max_deliveries = 5;
+  std::size_t max_take_batch = 64;  // jobs asked per RunPod take; 1: always the single job-take
   std::optional<std::size_t> max_body_bytes;  // default: 10 MiB for /run, 20 MiB for /runsync
 };
 
@@ -49,6 +53,11 @@ struct ExitNow {
   std::string text;
 };
 
-std::variant<WorkerOptions, ExitNow> ParseCommandLine(int argc, const char* const* argv);
+/// Which program's command line: a worker's (every flag), or `sluice gateway`'s (the job API and
+/// queue flags only, `--queue` required; argv[0] is then the subcommand).
+enum class Program { kWorker, kGateway };
+
+std::variant<WorkerOptions, ExitNow> ParseCommandLine(int argc, const char* const* argv,
+                                                      Program program = Program::kWorker);
 
 }  // namespace sluice::cli

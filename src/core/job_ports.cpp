@@ -14,4 +14,12 @@ std::string_view ToString(JobStatus status) noexcept {
   return "UNKNOWN";
 }
 
+std::optional<JobStatus> JobStatusNamed(std::string_view name) noexcept {
+  for (JobStatus status : {JobStatus::kInQueue, JobStatus::kInProgress, JobStatus::kCompleted, JobStatus::kFailed,
+                           JobStatus::kCancelled, JobStatus::kTimedOut}) {
+    if (ToString(status) == name) return status;
+  }
+  return std::nullopt;
+}
+
 }  // namespace sluice::core

@@ -25,6 +25,8 @@ namespace sluice::core {
 enum class JobStatus { kInQueue, kInProgress, kCompleted, kFailed, kCancelled, kTimedOut };
 
 std::string_view ToString(JobStatus status) noexcept;
+/// The status whose ToString is `name`; none for any other text.
+std::optional<JobStatus> JobStatusNamed(std::string_view name) noexcept;
 inline bool IsTerminal(JobStatus status) noexcept {
   return status != JobStatus::kInQueue && status != JobStatus::kInProgress;
 }

@@ -79,11 +79,14 @@ class JobStore::Impl {
     std::vector<std::string> to_cancel;
   };
 
+  // The finish listener goes first: a /runsync answered once its waiter wakes must find the job
+  // in the listener's records already (its /metrics histograms), even when this thread is
+  // preempted between the two.
   void Run(Deferred& deferred) {
-    for (const auto& waiter : deferred.waiters) Wake(waiter);
     if (finish_listener_) {
       for (const JobView& view : deferred.finished) finish_listener_(view);
     }
+    for (const auto& waiter : deferred.waiters) Wake(waiter);
     if (canceller_) {
       for (const std::string& id : deferred.to_cancel) canceller_(id);
     }
@@ -468,8 +471,10 @@ Task<std::uint64_t> JobStore::WaitForChange(std::string_view job_id, std::uint64
   co_return job ? job->version : 0;
 }
 
+// Not a coroutine itself: it hands back the wait's own (lazily started) coroutine, one frame
+// fewer per /runsync.
 Task<std::optional<JobView>> JobStore::WaitForEnd(std::string_view job_id, Clock::time_point deadline) {
-  co_return co_await impl_->Wait(job_id, 0, deadline, true);
+  return impl_->Wait(job_id, 0, deadline, true);
 }
 
 // The store is kept alive by the caller (it outlives every request), so `this` is safe here.
@@ -561,6 +566,8 @@ JobCounts JobStore::counts() const {
   counts.retained = impl_->retained_;
   return counts;
 }
+
+const JobStoreOptions& JobStore::options() const noexcept { return impl_->options_; }
 
 Task<std::vector<JobRequest>> JobStore::Take(std::size_t max_jobs) {
   Impl& impl = *impl_;

@@ -12,12 +12,16 @@
 // Waiting: `WaitForChange` lets a coroutine sleep until a job changes (a status, a chunk) without
 // polling and without a thread; /runsync and the Server-Sent Events stream use it.
 //
+// The job API reaches it through the JobBackend port (job_backend.hpp, which also defines the
+// NewJob, JobView, StreamRead and JobCounts it uses), answered by MemoryJobBackend
+// (memory_job_backend.hpp); the scheduler through JobSource and ResultSink.
+//
 // The store knows nothing of HTTP. Cancelling a job that the scheduler already holds goes through
 // the canceller given to `SetCanceller` (Scheduler::Cancel); what happens to it then comes back
 // through OnFinished.
 //
 // Threads: every member is thread-safe; one mutex guards the state, and callbacks (the finish
-// listener, waking waiters, the canceller) are called after it is released. `Take` is awaited by
+// listener, waking waiters, the canceller) are called after it is released, in that order. `Take` is awaited by
 // one coroutine at a time. The store must outlive the scheduler that uses it.
 #pragma once
 
@@ -36,6 +40,7 @@
 
 #include <sluice/task.hpp>
 
+#include "core/job_backend.hpp"
 #include "core/job_ports.hpp"
 #include "core/status.hpp"
 
@@ -53,50 +58,6 @@ struct JobStoreOptions {
   std::optional<Duration> default_execution_timeout;
   /// The clock, replaceable in tests; empty means steady_clock::now.
   std::function<std::chrono::steady_clock::time_point()> now;
-};
-
-/// A job as submitted: the request (with a non-null `input`; the caller checked) and its options.
-struct NewJob {
-  boost::json::object request;
-  std::string webhook;  // empty: none
-  std::optional<std::chrono::steady_clock::duration> execution_timeout;
-  /// How long it may wait in the queue before it expires (TIMED_OUT).
-  std::optional<std::chrono::steady_clock::duration> ttl;
-};
-
-/// A job as seen from outside at one moment.
-struct JobView {
-  std::string id;
-  JobStatus status = JobStatus::kInQueue;
-  std::optional<std::int64_t> delay_ms;      // once started: submission to start
-  std::optional<std::int64_t> execution_ms;  // once ended after starting: start to end
-  /// Terminal: the result (`output` or `error`). IN_PROGRESS: `output` holds the latest progress
-  /// update, if any, as RunPod shows it.
-  boost::json::object result;
-  std::string webhook;
-  std::uint64_t version = 0;  // grows with every change; see WaitForChange
-};
-
-/// Chunks of a streaming job and its state, read by /stream.
-struct StreamRead {
-  JobView job;  // without the result, unless terminal
-  std::vector<boost::json::value> chunks;
-  std::size_t next_index = 0;  // the index after the last chunk returned
-};
-
-/// Totals since the store was made, and what it holds now.
-struct JobCounts {
-  std::uint64_t submitted = 0;
-  std::uint64_t completed = 0;
-  std::uint64_t failed = 0;
-  std::uint64_t cancelled = 0;
-  std::uint64_t timed_out = 0;
-  std::uint64_t retried = 0;
-  std::uint64_t rejected_queue_full = 0;
-  std::uint64_t rejected_closed = 0;
-  std::size_t in_queue = 0;
-  std::size_t in_progress = 0;  // handed to the scheduler and not yet ended
-  std::size_t retained = 0;     // terminal jobs kept
 };
 
 class JobStore final : public JobSource, public ResultSink {
@@ -163,6 +124,9 @@ class JobStore final : public JobSource, public ResultSink {
   void ForgetExpired();
 
   JobCounts counts() const;
+
+  /// The options it was made with, `now` filled in (steady_clock::now when none was given).
+  const JobStoreOptions& options() const noexcept;
 
   // JobSource: hands out queued jobs in submission order, skipping (and expiring) those whose
   // ttl has passed.

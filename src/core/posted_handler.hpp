@@ -5,8 +5,10 @@
 // Boost 1.81's any_completion_handler cannot be used for this: posting it fails to compile,
 // because its type-erased executor does not offer blocking.never.
 //
-// A PostedHandler is completed at most once; copies share the one handler. Not thread-safe by
-// itself: the owning primitive serialises access under its own mutex.
+// A PostedHandler is completed at most once; copies share the one handler. Until it is completed or
+// destroyed it counts as outstanding work on the handler's executor (so destroy pending ones before
+// their io_context). Not thread-safe by itself: the owning primitive serialises access under its
+// own mutex.
 #pragma once
 
 #include <functional>
@@ -14,6 +16,8 @@
 #include <utility>
 
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/prefer.hpp>
 #include <boost/asio/post.hpp>
 
 namespace sluice::core {
@@ -25,7 +29,11 @@ class PostedHandler {
 
   template <class Handler>
   explicit PostedHandler(Handler handler) {
-    auto executor = boost::asio::get_associated_executor(handler);
+    // Outstanding work on the handler's executor, as every Asio operation keeps while it is
+    // pending: its io_context does not run out of work (and so is not torn down by its owner)
+    // while another thread may still post this completion to it.
+    auto executor = boost::asio::prefer(boost::asio::get_associated_executor(handler),
+                                        boost::asio::execution::outstanding_work.tracked);
     auto shared = std::make_shared<Handler>(std::move(handler));
     complete_ = [shared = std::move(shared), executor](Args... args) {
       boost::asio::post(executor, [shared, args...]() mutable { std::move(*shared)(std::move(args)...); });

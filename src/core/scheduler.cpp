@@ -203,6 +203,9 @@ class Scheduler::Impl : public std::enable_shared_from_this<Scheduler::Impl> {
   std::atomic<std::size_t> slots_held_{0};
   std::atomic<std::size_t> peak_slots_held_{0};
   std::atomic<std::size_t> running_count_{0};
+  // Config-level refresh_worker: set when the first job's result is reported, before its slot is
+  // given back, so the dispatcher takes no job after it (the worker is about to be replaced).
+  std::atomic<bool> refreshing_{false};
 
   asio::strand<asio::io_context::executor_type> dispatch_strand_;
   asio::steady_timer ticker_;  // only on dispatch_strand_
@@ -242,6 +245,12 @@ Task<void> Scheduler::Impl::Dispatch() {
   for (;;) {
     UpdateLimit();
     co_await semaphore_.async_acquire(asio::use_awaitable);
+    if (refreshing_.load()) {
+      // refresh_worker: a result has been reported, so this worker takes nothing more; without
+      // this the slot that job gave back would take a new job before the drain began.
+      semaphore_.release();
+      break;
+    }
     // Ask for as many jobs as there are free slots now, but hold only one slot while the source
     // makes us wait: if the limit drops meanwhile, the jobs beyond the first wait for slots of
     // their own instead of all starting at once.
@@ -338,6 +347,8 @@ void Scheduler::Impl::OnFinished(const detail::JobRun& run, JobOutcome outcome) 
     if (it != running_.end() && it->second.get() == &run) running_.erase(it);
   }
   running_count_.fetch_sub(1, std::memory_order_relaxed);
+  // A stopped job has no result (runpod.md §1.5), so it does not end a refresh_worker worker.
+  if (options_.refresh_worker && outcome.status != JobStatus::kCancelled) refreshing_.store(true);
   CallSink([&] { sink_.OnFinished(run.id(), std::move(outcome)); });
 }
 

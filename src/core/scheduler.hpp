@@ -50,7 +50,9 @@ struct SchedulerOptions {
   /// so that its coroutine and its cancellation never run at the same time.
   std::size_t io_threads = 1;
   bool aggregate_stream = false;               // final output of a streaming job lists its chunks
-  bool refresh_worker = false;                 // every result gets stopPod: true
+  /// Every result gets stopPod: true, and once the first result (not a cancellation) is reported
+  /// no more jobs are taken: Run() ends when the jobs already taken have ended.
+  bool refresh_worker = false;
   std::string worker_id = "unknown";
   std::string hostname = "unknown";            // for exception reports
   /// Called with each warning (a modifier result ignored); may be empty.

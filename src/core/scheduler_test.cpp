@@ -263,6 +263,17 @@ TEST(Scheduler, ConfigLevelRefreshWorkerMarksEveryResult) {
   EXPECT_EQ(harness.sink().outcome("j").result, json::parse(R"({"output":1,"stopPod":true})"));
 }
 
+// runpod.md §1.5: the worker is replaced after its first job, so the slot that job gives back
+// takes nothing more, even with jobs waiting (the queue would hand out all three at once).
+TEST(Scheduler, ConfigLevelRefreshWorkerTakesNoJobAfterTheFirstResult) {
+  Harness harness([](Job&) -> json::value { return 1; }, {.refresh_worker = true});
+  harness.PushMany(3);
+  harness.Start();
+  harness.Finish();
+  EXPECT_EQ(harness.sink().finished(), 1u);
+  EXPECT_EQ(harness.sink().outcome("job-0").result, json::parse(R"({"output":1,"stopPod":true})"));
+}
+
 TEST(Scheduler, ReportsInOrderStartedProgressFinished) {
   Harness harness([](Job& job) -> json::value {
     job.progress(json::object{{"step", 1}});

@@ -28,6 +28,7 @@
 
 #include "flow/wire.hpp"
 #include "log/logging.hpp"
+#include "os/close_on_exec.hpp"
 
 namespace sluice {
 
@@ -182,6 +183,7 @@ Task<void> FlowClientConnection::Connect() {
   auto [ec] = co_await socket_.async_connect(endpoint, kNoThrow);
   attempt->done = true;
   timer.cancel();
+  if (socket_.is_open()) os::SetCloseOnExec(socket_.native_handle());
   if (ec || shut_down_) {
     error_code ignored;
     socket_.close(ignored);

@@ -37,6 +37,7 @@
 
 #include "flow/wire.hpp"
 #include "log/logging.hpp"
+#include "os/close_on_exec.hpp"
 
 namespace sluice {
 
@@ -405,6 +406,7 @@ void FlowServer::Impl::Start() {
   const local::endpoint endpoint(path);
   acceptor_.open(endpoint.protocol(), ec);
   if (ec) throw fail("open");
+  os::SetCloseOnExec(acceptor_.native_handle());
   acceptor_.bind(endpoint, ec);
   if (ec) throw fail("bind");
   acceptor_.listen(asio::socket_base::max_listen_connections, ec);
@@ -438,6 +440,7 @@ Task<void> FlowServer::Impl::Accept() {
       co_await pause.async_wait(kNoThrow);
       continue;
     }
+    os::SetCloseOnExec(socket.native_handle());
     auto connection = std::make_shared<FlowServerConnection>(self, std::move(socket));
     {
       std::lock_guard lock(mutex_);

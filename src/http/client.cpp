@@ -33,6 +33,8 @@
 #include <fmt/format.h>
 #include <openssl/ssl.h>
 
+#include "os/close_on_exec.hpp"
+
 namespace sluice::http {
 namespace {
 
@@ -331,6 +333,7 @@ class Client::Impl : public std::enable_shared_from_this<Client::Impl> {
       co_return opened;
     }
     ++opened_;
+    os::SetCloseOnExec(tcp_stream.socket().native_handle());
     error_code ignored;
     tcp_stream.socket().set_option(tcp::no_delay(true), ignored);
 

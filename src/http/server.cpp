@@ -32,6 +32,7 @@
 #include <sluice/version.hpp>
 
 #include "log/logging.hpp"
+#include "os/close_on_exec.hpp"
 
 namespace sluice::http {
 
@@ -533,6 +534,7 @@ core::Status Server::Impl::Start() {
   };
   acceptor_.open(endpoint.protocol(), ec);
   if (ec) return fail("open");
+  os::SetCloseOnExec(acceptor_.native_handle());
   acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (ec) return fail("SO_REUSEADDR");
   acceptor_.bind(endpoint, ec);
@@ -566,6 +568,7 @@ Task<void> Server::Impl::Accept() {
       co_await pause.async_wait(kNoThrow);
       continue;
     }
+    os::SetCloseOnExec(socket.native_handle());
     error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);  // small responses and SSE chunks go out now
     auto connection = std::make_shared<detail::Connection>(self, std::move(socket));

@@ -9,10 +9,12 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,6 +28,8 @@
 #include <gtest/gtest.h>
 
 #include <sluice/version.hpp>
+
+#include "os/close_on_exec.hpp"
 
 namespace sluice::http {
 namespace {
@@ -54,6 +58,17 @@ std::string Lower(std::string text) {
   return text;
 }
 
+// The descriptors of this process that are sockets.
+std::set<int> OpenSockets() {
+  std::set<int> sockets;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ignored;
+    const auto target = std::filesystem::read_symlink(entry.path(), ignored);
+    if (target.string().rfind("socket:", 0) == 0) sockets.insert(std::stoi(entry.path().filename().string()));
+  }
+  return sockets;
+}
+
 // A blocking HTTP/1.1 client over a POSIX socket, just enough to see what the server does on the
 // wire: pipelining, chunks one by one, and the connection closing.
 class TestClient {
@@ -77,6 +92,7 @@ class TestClient {
   TestClient& operator=(const TestClient&) = delete;
 
   bool connected() const { return connected_; }
+  int descriptor() const { return fd_; }
 
   void Close() {
     if (fd_ >= 0) ::close(fd_);
@@ -270,6 +286,24 @@ TEST_F(HttpServerTest, AnswersGetAndEchoesPost) {
   ASSERT_TRUE(post);
   EXPECT_EQ(post->status, 200);
   EXPECT_EQ(post->body, R"(POST /echo {"input": 1})");
+}
+
+// A handler that starts a subprocess must not hand it the worker's sockets (os/close_on_exec.hpp):
+// the listening socket and each accepted one are close-on-exec.
+TEST_F(HttpServerTest, ItsSocketsAreNotInheritedBySubprocesses) {
+  const std::set<int> before = OpenSockets();
+  StartServer(EchoHandler);
+  TestClient client(port());
+  ASSERT_TRUE(client.connected());
+  ASSERT_TRUE(client.Send(Get("/hello")));
+  ASSERT_TRUE(client.ReadResponse());
+  int checked = 0;
+  for (int descriptor : OpenSockets()) {
+    if (before.count(descriptor) || descriptor == client.descriptor()) continue;
+    EXPECT_TRUE(os::IsCloseOnExec(descriptor)) << "socket descriptor " << descriptor;
+    ++checked;
+  }
+  EXPECT_GE(checked, 2) << "the listening socket and the accepted one";
 }
 
 TEST_F(HttpServerTest, DefaultsToJsonContentType) {

@@ -21,7 +21,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr auto kDrainPoll = std::chrono::milliseconds(10);
 constexpr auto kSidePostWindow = std::chrono::seconds(30);
 
 std::string Describe(const core::Result<http::ClientResponse>& answer) {
@@ -41,7 +40,10 @@ const char* WhatIs(int kind) {
 }  // namespace
 
 RunpodResultSink::RunpodResultSink(ControlPlane& plane, Options options)
-    : plane_(plane), options_(std::move(options)) {}
+    : plane_(plane),
+      options_(std::move(options)),
+      outbox_(options_.executor, "RunPod result sink",
+              [this](const std::string& job_id, Post post) { return Deliver(job_id, std::move(post)); }) {}
 
 void RunpodResultSink::OnProgress(const std::string& job_id, const json::value& update) {
   Post post;
@@ -66,16 +68,7 @@ void RunpodResultSink::OnChunk(const std::string& job_id, const json::value& chu
 void RunpodResultSink::OnFinished(const std::string& job_id, core::JobOutcome outcome) {
   if (outcome.status == core::JobStatus::kCancelled) {
     // Stopped by the control plane (or at the drain deadline): no result, as in runpod-python.
-    {
-      std::lock_guard lock(mutex_);
-      auto it = outboxes_.find(job_id);
-      if (it != outboxes_.end()) {
-        pending_.fetch_sub(it->second->posts.size());
-        it->second->posts.clear();
-        it->second->closed = true;
-        if (!it->second->sending) outboxes_.erase(it);
-      }
-    }
+    outbox_.Discard(job_id);
     plane_.jobs.Remove(job_id);
     log::Info(job_id, "Job stopped; no result is posted.");
     return;
@@ -99,55 +92,11 @@ void RunpodResultSink::Reject(const std::string& job_id, const std::string& why)
 }
 
 void RunpodResultSink::Enqueue(const std::string& job_id, Post post) {
-  std::shared_ptr<Outbox> outbox;
-  bool start = false;
-  {
-    std::lock_guard lock(mutex_);
-    std::shared_ptr<Outbox>& slot = outboxes_[job_id];
-    if (!slot) slot = std::make_shared<Outbox>();
-    if (slot->closed) return;  // nothing after the final result or a stop
-    if (post.kind == Post::Kind::kFinal) slot->closed = true;
-    slot->posts.push_back(std::move(post));
-    pending_.fetch_add(1);
-    if (!slot->sending) {
-      slot->sending = true;
-      start = true;
-    }
-    outbox = slot;
-  }
-  if (start) {
-    asio::co_spawn(options_.executor, SendAll(job_id, std::move(outbox)), [job_id](std::exception_ptr failure) {
-      if (failure) log::LogFailure("RunPod result sink", fmt::format("posting for job {}", job_id), failure);
-    });
-  }
+  const bool final = post.kind == Post::Kind::kFinal;
+  outbox_.Enqueue(job_id, std::move(post), final);  // refused after the final result or a stop
 }
 
-Task<void> RunpodResultSink::SendAll(std::string job_id, std::shared_ptr<Outbox> outbox) {
-  for (;;) {
-    Post post;
-    {
-      std::lock_guard lock(mutex_);
-      if (outbox->posts.empty()) {
-        outbox->sending = false;
-        if (outbox->closed) {
-          auto it = outboxes_.find(job_id);
-          if (it != outboxes_.end() && it->second == outbox) outboxes_.erase(it);
-        }
-        co_return;
-      }
-      post = std::move(outbox->posts.front());
-      outbox->posts.pop_front();
-    }
-    co_await Deliver(job_id, post);
-    pending_.fetch_sub(1);
-    if (post.kind == Post::Kind::kFinal) {
-      plane_.jobs.Remove(job_id);
-      if (options_.after_final) options_.after_final(job_id);
-    }
-  }
-}
-
-Task<void> RunpodResultSink::Deliver(const std::string& job_id, const Post& post) {
+Task<void> RunpodResultSink::SendPost(const std::string& job_id, const Post& post) {
   const bool final = post.kind == Post::Kind::kFinal;
   const Clock::time_point now = Clock::now();
   Clock::time_point deadline = plane_.jobs.ResultDeadline(job_id).value_or(now + plane_.result_window);
@@ -178,14 +127,16 @@ Task<void> RunpodResultSink::Deliver(const std::string& job_id, const Post& post
   }
 }
 
-Task<bool> RunpodResultSink::Drain(Clock::duration timeout) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  const Clock::time_point deadline = Clock::now() + timeout;
-  while (pending_.load() > 0 && Clock::now() < deadline) {
-    timer.expires_after(kDrainPoll);
-    co_await timer.async_wait(asio::use_awaitable);
+// The final POST done (or given up): the job leaves the in-progress set that pings report.
+Task<void> RunpodResultSink::Deliver(const std::string& job_id, Post post) {
+  const bool final = post.kind == Post::Kind::kFinal;
+  co_await SendPost(job_id, post);
+  if (final) {
+    plane_.jobs.Remove(job_id);
+    if (options_.after_final) options_.after_final(job_id);
   }
-  co_return pending_.load() == 0;
 }
+
+Task<bool> RunpodResultSink::Drain(Clock::duration timeout) { return outbox_.Drain(timeout); }
 
 }  // namespace sluice::runpod

@@ -18,15 +18,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <deque>
 #include <functional>
-#include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include "core/job_outbox.hpp"
 #include "core/job_ports.hpp"
 #include "http/backoff.hpp"
 #include "runpod/control_plane.hpp"
@@ -57,7 +54,7 @@ class RunpodResultSink : public core::ResultSink {
   void Reject(const std::string& job_id, const std::string& why);
 
   /// POSTs queued or in flight.
-  std::size_t pending() const noexcept { return pending_.load(); }
+  std::size_t pending() const noexcept { return outbox_.pending(); }
   /// Final results that could not be delivered.
   std::size_t lost() const noexcept { return lost_.load(); }
 
@@ -70,23 +67,14 @@ class RunpodResultSink : public core::ResultSink {
     std::string url;
     std::string body;
   };
-  struct Outbox {
-    std::deque<Post> posts;
-    bool sending = false;
-    bool closed = false;  // the final result is queued, or the job was stopped
-  };
-
   void Enqueue(const std::string& job_id, Post post);
-  Task<void> SendAll(std::string job_id, std::shared_ptr<Outbox> outbox);
-  Task<void> Deliver(const std::string& job_id, const Post& post);
+  Task<void> Deliver(const std::string& job_id, Post post);
+  Task<void> SendPost(const std::string& job_id, const Post& post);
 
   ControlPlane& plane_;
   Options options_;
-  std::atomic<std::size_t> pending_{0};
   std::atomic<std::size_t> lost_{0};
-
-  std::mutex mutex_;
-  std::unordered_map<std::string, std::shared_ptr<Outbox>> outboxes_;  // guarded by mutex_
+  core::JobOutbox<Post> outbox_;  // last: its deliveries use the members above
 };
 
 }  // namespace sluice::runpod

@@ -1,7 +1,6 @@
 #include "runtime/api_mode.hpp"
 
 #include <malloc.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -23,6 +22,7 @@
 #include "api/job_api.hpp"
 #include "api/webhook.hpp"
 #include "core/job_store.hpp"
+#include "core/memory_job_backend.hpp"
 #include "core/scheduler.hpp"
 #include "http/server.hpp"
 #include "log/logging.hpp"
@@ -41,16 +41,6 @@ constexpr auto kWebhookGrace = std::chrono::seconds(5);
 constexpr auto kSweepInterval = std::chrono::seconds(1);
 constexpr std::size_t kTrimAfterForgetting = 10000;
 
-// Each connection holds a file descriptor; the soft limit (often 1024) would cap the clients a
-// worker can hold well below what it can serve.
-void RaiseFileLimit() {
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
-  }
-}
-
 }  // namespace
 
 int RunJobApi(const serverless::Config& config, const cli::WorkerOptions& options, const WorkerIdentity& identity) {
@@ -64,6 +54,9 @@ int RunJobApi(const serverless::Config& config, const cli::WorkerOptions& option
   store_options.max_results = options.max_results;
   if (options.execution_timeout > 0) store_options.default_execution_timeout = Seconds(options.execution_timeout);
   core::JobStore store(std::move(store_options));
+  // The job API reaches the store only through the JobBackend port; the scheduler takes from the
+  // store and reports to it directly.
+  core::MemoryJobBackend backend(store);
 
   api::WebhookSender webhooks(io.get_executor());
   core::SchedulerOptions scheduler_options = SchedulerOptionsFor(config, options, identity);
@@ -73,7 +66,7 @@ int RunJobApi(const serverless::Config& config, const cli::WorkerOptions& option
   api::JobApiOptions api_options;
   api_options.auth_token = options.auth_token;
   api_options.max_body_bytes = options.max_body_bytes;
-  api::JobApi job_api(store, webhooks, std::move(api_options),
+  api::JobApi job_api(backend, webhooks, std::move(api_options),
                       {.concurrency_limit = [&scheduler] { return scheduler.limit(); },
                        .jobs_running = [&scheduler] { return scheduler.running(); }});
   store.SetCanceller([&scheduler](std::string_view job_id) { return scheduler.Cancel(job_id); });
@@ -114,7 +107,7 @@ int RunJobApi(const serverless::Config& config, const cli::WorkerOptions& option
     sweep_timer.expires_after(kSweepInterval);
     sweep_timer.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
-      store.ForgetExpired();
+      backend.ForgetExpired();  // the store's results and the idempotency keys past their time
       const core::JobCounts counts = store.counts();
       const std::size_t held = counts.retained + counts.in_queue + counts.in_progress;
       most_jobs_held = std::max(most_jobs_held, held);

@@ -24,6 +24,7 @@
 #include "log/logging.hpp"
 #include "runpod/background.hpp"
 #include "runpod/control_plane.hpp"
+#include "runpod/debugger.hpp"
 #include "runpod/job_source.hpp"
 #include "runpod/result_sink.hpp"
 
@@ -33,7 +34,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr auto kCancelGrace = std::chrono::seconds(2);
 constexpr auto kResultGrace = std::chrono::seconds(30);
 
 }  // namespace
@@ -71,6 +71,7 @@ int RunRunpodWorker(const serverless::Config& config, const cli::WorkerOptions& 
   runpod::RunpodResultSink::Options sink_options;
   sink_options.executor = io.get_executor();
   sink_options.streaming_handler = config.handler.is_streaming();
+  sink_options.post_timeout = Seconds(options.post_timeout);
   sink_options.after_final = [&](const std::string& job_id) {
     if (config.refresh_worker) {
       log::Info(job_id, "refresh_worker is set: this worker stops after this job.");
@@ -83,8 +84,17 @@ int RunRunpodWorker(const serverless::Config& config, const cli::WorkerOptions& 
   source_options.reject = [&sink](const std::string& job_id, const std::string& why) { sink.Reject(job_id, why); };
   runpod::RunpodJobSource source(plane, std::move(source_options));
 
+  // --rp_debugger: the scheduler sees the same source and sink, wrapped to time each job.
+  runpod::JobTimings timings(runpod::SystemInfo::OfThisMachine());
+  runpod::DebuggerJobSource timed_source(source, timings);
+  runpod::DebuggerResultSink timed_sink(sink, timings);
+  core::JobSource& scheduler_source = options.debugger ? static_cast<core::JobSource&>(timed_source) : source;
+  core::ResultSink& scheduler_sink = options.debugger ? static_cast<core::ResultSink&>(timed_sink) : sink;
+  if (options.debugger) log::Info("", "--rp_debugger: every result's output gets rp_debugger timings.");
+
   core::SchedulerOptions scheduler_options = SchedulerOptionsFor(config, options, identity);
-  core::Scheduler scheduler(io, config.handler, source, sink, std::move(scheduler_options));
+  scheduler_options.max_jobs_per_take = options.max_take_batch;  // 1: the single job-take only
+  core::Scheduler scheduler(io, config.handler, scheduler_source, scheduler_sink, std::move(scheduler_options));
 
   begin_drain = [&](const char* why) {
     if (drain_started.exchange(true)) return;
@@ -93,12 +103,10 @@ int RunRunpodWorker(const serverless::Config& config, const cli::WorkerOptions& 
     asio::co_spawn(
         io,
         [&]() -> Task<void> {
-          if (!co_await WaitFor(scheduler_done, Seconds(options.drain_timeout))) {
-            const std::vector<std::string> left = scheduler.running_ids();
-            log::Warn("", "Drain deadline reached: stopping {} running jobs (no result is posted for them).", left.size());
-            for (const std::string& job_id : left) scheduler.Cancel(job_id);
-            co_await WaitFor(scheduler_done, kCancelGrace);
-          }
+          const Clock::duration drain_timeout = Seconds(options.drain_timeout);
+          const std::string_view fate = "no result is posted for them";
+          std::function<void(const std::string&)> no_hook;
+          co_await AwaitScheduler(scheduler, scheduler_done, drain_timeout, fate, std::move(no_hook));
           if (!co_await sink.Drain(kResultGrace)) {
             log::Error("", "{} result POSTs were still pending at exit.", sink.pending());
           }

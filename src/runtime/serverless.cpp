@@ -14,6 +14,7 @@
 #include "log/logging.hpp"
 #include "runtime/api_mode.hpp"
 #include "runtime/production_mode.hpp"
+#include "runtime/queue_mode.hpp"
 #include "runtime/test_mode.hpp"
 
 namespace sluice::serverless {
@@ -27,12 +28,6 @@ std::string EnvOr(const char* name, std::string fallback) {
 runtime::WorkerIdentity Identify() {
   return {.worker_id = EnvOr("RUNPOD_POD_ID", boost::uuids::to_string(boost::uuids::random_generator()())),
           .hostname = EnvOr("RUNPOD_POD_HOSTNAME", "unknown")};
-}
-
-int NotAvailableYet(const char* mode) {
-  log::Error("", "{} is not available in sluice {} yet; run without it for local test mode", mode,
-             kVersion);
-  return 1;
 }
 
 }  // namespace
@@ -55,8 +50,10 @@ int start(Config config, int argc, char** argv) {
 
   // The mode, chosen as runpod-python chooses it, with sluice's Redis queue added (decisions §1).
   try {
+    // --queue with or without --rp_serve_api: the queue worker (serving the job API over the queue
+    // too when asked); --rp_serve_api alone keeps its jobs in this process.
+    if (!options.queue.empty()) return runtime::RunQueueWorker(config, options, identity);
     if (options.serve_api) return runtime::RunJobApi(config, options, identity);
-    if (!options.queue.empty()) return NotAvailableYet("--queue");
     if (options.test_input || std::getenv("RUNPOD_WEBHOOK_GET_JOB") == nullptr) {
       return runtime::RunLocalTest(config, options, identity);
     }

@@ -152,13 +152,15 @@ int RunLocalTest(const serverless::Config& config, const cli::WorkerOptions& opt
   log::Debug(request->id, "Retrieved local job: {}", core::ToJson(request->request));
 
   const std::string job_id = request->id;
+  // Before the queue: a waiter pending in the queue holds work on the io_context, so the queue
+  // must go first.
+  const std::size_t io_threads = IoThreads(options);
+  boost::asio::io_context io(static_cast<int>(io_threads));
   core::MemoryJobQueue queue;
   queue.Push(std::move(*request));
   queue.Close();
   PrintingSink sink(out);
 
-  const std::size_t io_threads = IoThreads(options);
-  boost::asio::io_context io(static_cast<int>(io_threads));
   core::SchedulerOptions scheduler_options = SchedulerOptionsFor(config, options, identity);
   scheduler_options.aggregate_stream = true;  // the final line lists every chunk, as the dev server does
   scheduler_options.refresh_worker = false;   // no effect in local mode, as in runpod-python

@@ -1,5 +1,7 @@
 #include "runtime/worker_setup.hpp"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -37,6 +39,14 @@ core::SchedulerOptions SchedulerOptionsFor(const serverless::Config& config, con
   return scheduler;
 }
 
+void RaiseFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
 Task<bool> WaitFor(const std::atomic<bool>& done, std::chrono::steady_clock::duration timeout) {
   constexpr auto kPollInterval = std::chrono::milliseconds(10);
   boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
@@ -46,6 +56,21 @@ Task<bool> WaitFor(const std::atomic<bool>& done, std::chrono::steady_clock::dur
     co_await timer.async_wait(boost::asio::use_awaitable);
   }
   co_return done.load();
+}
+
+Task<void> AwaitScheduler(core::Scheduler& scheduler, const std::atomic<bool>& done,
+                          std::chrono::steady_clock::duration drain_timeout, std::string_view fate,
+                          std::function<void(const std::string&)> before_cancel) {
+  const std::chrono::steady_clock::duration cancel_grace = std::chrono::seconds(2);
+  const bool finished = co_await WaitFor(done, drain_timeout);
+  if (finished) co_return;
+  const std::vector<std::string> left = scheduler.running_ids();
+  log::Warn("", "Drain deadline reached: stopping {} running jobs ({}).", left.size(), fate);
+  for (const std::string& job_id : left) {
+    if (before_cancel) before_cancel(job_id);
+    scheduler.Cancel(job_id);
+  }
+  co_await WaitFor(done, cancel_grace);
 }
 
 int RunUntilStopped(boost::asio::io_context& io, std::size_t io_threads, const std::atomic<bool>& scheduler_done,

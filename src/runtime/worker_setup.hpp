@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -37,9 +38,21 @@ std::size_t IoThreads(const cli::WorkerOptions& options);
 core::SchedulerOptions SchedulerOptionsFor(const serverless::Config& config, const cli::WorkerOptions& options,
                                            const WorkerIdentity& identity);
 
+/// Raises the soft limit of open files to the hard one: each connection of the job API holds a
+/// file descriptor, and the soft limit (often 1024) would cap the clients a process can hold well
+/// below what it can serve.
+void RaiseFileLimit();
+
 /// Waits, polling every 10 ms, until `done` is set or `timeout` has passed; true when it was set.
 /// For a mode's drain, which waits on flags that other threads set.
 Task<bool> WaitFor(const std::atomic<bool>& done, std::chrono::steady_clock::duration timeout);
+
+/// A drain's wait for the scheduler: up to `drain_timeout` for it to finish (`done` set); then
+/// cancels the jobs still running (calling `before_cancel`, when set, with each id first), logging
+/// how many and `fate` (what becomes of them), and gives them 2 s more to report.
+Task<void> AwaitScheduler(core::Scheduler& scheduler, const std::atomic<bool>& done,
+                          std::chrono::steady_clock::duration drain_timeout, std::string_view fate,
+                          std::function<void(const std::string&)> before_cancel);
 
 /// Runs `io` on `io_threads` threads, this one included, until it stops. If the scheduler has not
 /// finished by then (a blocking handler that ignores its cancellation still holds a pool thread, so
