@@ -66,7 +66,8 @@ TEST_F(RedisQueue, ThousandJobsCompleteExactlyOnceWithTheirOutput) {
   std::printf("Redis commands for %d jobs: %ld inside and outside scripts (%.1f per job), %ld EVALSHA (%.2f per job)\n",
               kJobs, total, static_cast<double>(total) / kJobs, evalsha, static_cast<double>(evalsha) / kJobs);
   EXPECT_LT(total, 30 * kJobs);
-  EXPECT_LT(evalsha, 3 * kJobs);
+  // A finish script per job; the take script reads and starts a batch of queued jobs per call.
+  EXPECT_LT(evalsha, 3 * kJobs / 2);
 
   EXPECT_EQ(calls.load(), kJobs);
   EXPECT_EQ(worker.sink.dropped(), 0u);

@@ -151,6 +151,27 @@ Task<std::vector<core::JobRequest>> RedisJobSource::Take(std::size_t max_jobs) {
       }
     }
     if (entries.empty()) {
+      // While jobs are queued, the take script reads and starts a batch in one call; only when
+      // none is queued does the worker block in XREADGROUP below, starting what it returns with
+      // a start script per entry.
+      core::Result<std::vector<TakenEntry>> taken = co_await TakeQueued(wanted);
+      if (!taken.ok()) {
+        const std::string why = taken.status().message();
+        if (why.find("NOGROUP") != std::string::npos) group_ready_ = false;
+        // A take whose reply was lost may have started entries here: read them again.
+        own_pending_read_ = false;
+        const Clock::duration delay = kReadBackoff.Delay(errors_in_a_row_++, http::UniformRandom());
+        log::Warn("", "Taking jobs from Redis failed: {} | retrying in {} ms", why,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
+        co_await Pause(delay);
+        continue;
+      }
+      errors_in_a_row_ = 0;
+      if (!taken->empty()) {
+        std::vector<core::JobRequest> jobs = co_await StartTaken(std::move(*taken));
+        if (!jobs.empty()) co_return jobs;
+        continue;
+      }
       std::vector<std::string> argv{"XREADGROUP", "GROUP",
                                     std::string(kGroup), options_.consumer,
                                     "COUNT", std::to_string(wanted),
@@ -177,6 +198,21 @@ Task<std::vector<core::JobRequest>> RedisJobSource::Take(std::size_t max_jobs) {
   }
 }
 
+Task<core::Result<std::vector<TakenEntry>>> RedisJobSource::TakeQueued(std::size_t wanted) {
+  TakeParams params;
+  params.consumer = options_.consumer;
+  params.count = wanted;
+  params.now_ms = UnixMillis();
+  params.max_deliveries = options_.max_deliveries;
+  params.result_ttl_s = options_.result_ttl.count();
+  ScriptCall call = TakeCall(keys_, params);  // named: g++ 12 and co_await
+  core::Result<Reply> reply = co_await RunScript(commands_, std::move(call));
+  if (!reply.ok()) co_return reply.status();
+  std::vector<TakenEntry> taken;
+  if (!ParseTake(*reply, taken)) co_return core::Status::Internal("redis script take: unexpected reply " + reply->Describe());
+  co_return taken;
+}
+
 Task<void> RedisJobSource::FailJob(const std::string& job_id, const std::string& entry, const std::string& error,
                                    bool fence) {
   failed_.fetch_add(1);
@@ -197,6 +233,21 @@ Task<void> RedisJobSource::FailJob(const std::string& job_id, const std::string&
   if (!answer.ok()) log::Error(job_id, "Could not mark the job FAILED in Redis: {}", answer.status().message());
 }
 
+Task<void> RedisJobSource::DropEntryWithoutId(const StreamEntry& entry) {
+  // Deleted while pending (trimmed, or XDEL by hand): find its job by the entries hash.
+  std::vector<std::string> argv{"HGET", keys_.entries(), entry.entry};
+  core::Result<Reply> owner = co_await commands_.Command(std::move(argv));
+  if (owner.ok() && owner->is_string()) {
+    const std::string why = "the job's queue entry was deleted before it ran";
+    co_await FailJob(owner->str(), entry.entry, why, false);
+    co_return;
+  }
+  std::vector<std::string> ack{"XACK", keys_.jobs(), std::string(kGroup), entry.entry};
+  (void)co_await commands_.Command(std::move(ack));
+  skipped_.fetch_add(1);
+  log::Warn("", "Redis entry {} has no job id; acknowledged and dropped", entry.entry);
+}
+
 Task<std::vector<core::JobRequest>> RedisJobSource::StartAll(std::vector<StreamEntry> entries) {
   std::vector<core::JobRequest> jobs;
   jobs.reserve(entries.size());
@@ -204,18 +255,7 @@ Task<std::vector<core::JobRequest>> RedisJobSource::StartAll(std::vector<StreamE
   std::vector<ScriptCall> calls;
   for (StreamEntry& entry : entries) {
     if (entry.job_id.empty()) {
-      // Deleted while pending (trimmed, or XDEL by hand): find its job by the entries hash.
-      std::vector<std::string> argv{"HGET", keys_.entries(), entry.entry};
-      core::Result<Reply> owner = co_await commands_.Command(std::move(argv));
-      if (owner.ok() && owner->is_string()) {
-        const std::string why = "the job's queue entry was deleted before it ran";
-        co_await FailJob(owner->str(), entry.entry, why, false);
-      } else {
-        std::vector<std::string> ack{"XACK", keys_.jobs(), std::string(kGroup), entry.entry};
-        (void)co_await commands_.Command(std::move(ack));
-        skipped_.fetch_add(1);
-        log::Warn("", "Redis entry {} has no job id; acknowledged and dropped", entry.entry);
-      }
+      co_await DropEntryWithoutId(entry);
       continue;
     }
     if (held_.Entry(entry.job_id) ||
@@ -236,66 +276,97 @@ Task<std::vector<core::JobRequest>> RedisJobSource::StartAll(std::vector<StreamE
   // The start scripts of one read go out pipelined: one round trip's wait, not one per entry.
   std::vector<core::Result<Reply>> replies = co_await RunScripts(commands_, std::move(calls));
   for (std::size_t i = 0; i < to_start.size(); ++i) {
-    StreamEntry& entry = to_start[i];
     core::Result<Reply>& reply = replies[i];
     if (!reply.ok()) {
       // The entry stays pending here; it is read again with the own pending entries.
-      log::Warn(entry.job_id, "Starting the job in Redis failed: {}", reply.status().message());
+      log::Warn(to_start[i].job_id, "Starting the job in Redis failed: {}", reply.status().message());
       own_pending_read_ = false;
       continue;
     }
-    StartAnswer answer = ParseStart(*reply);
-    switch (answer.kind) {
-      case StartAnswer::Kind::kStarted: {
-        json::error_code error;
-        json::value request = json::parse(answer.request, error);
-        if (error || !request.is_object() || !request.get_object().contains("input") ||
-            request.get_object().at("input").is_null()) {
-          const std::string why = "the job's request is not a JSON object with an \"input\"";
-          co_await FailJob(entry.job_id, entry.entry, why, true);
-          break;
-        }
-        core::JobRequest job;
-        job.id = entry.job_id;
-        job.request = std::move(request.get_object());
-        job.request["id"] = job.id;
-        const std::int64_t timeout_ms = ExecutionTimeoutMs(job.request);
-        if (timeout_ms > 0) {
-          job.execution_timeout = std::chrono::milliseconds(timeout_ms);
-        } else {
-          job.execution_timeout = options_.default_execution_timeout;
-        }
-        held_.Add(job.id, entry.entry);
-        {
-          std::lock_guard lock(mutex_);
-          starting_.insert(job.id);
-        }
-        started_.fetch_add(1);
-        if (answer.deliveries > 1) log::Info(job.id, "Job delivered again (delivery {}).", answer.deliveries);
-        jobs.push_back(std::move(job));
-        break;
-      }
-      case StartAnswer::Kind::kFailed:
-        failed_.fetch_add(1);
-        log::Error(entry.job_id, "Job FAILED: {}", answer.detail);
-        break;
-      case StartAnswer::Kind::kTerminal:
-        skipped_.fetch_add(1);
-        log::Info(entry.job_id, "Job skipped: it is {} already.", answer.detail);
-        break;
-      case StartAnswer::Kind::kMissing:
-        skipped_.fetch_add(1);
-        log::Warn(entry.job_id, "Job skipped: its hash is gone (expired or deleted).");
-        break;
-      case StartAnswer::Kind::kNotOwner:
-        skipped_.fetch_add(1);
-        log::Info(entry.job_id, "Job skipped: its entry is no longer pending for this worker.");
-        break;
-      case StartAnswer::Kind::kBadReply:
-        log::Error(entry.job_id, "Starting the job: unexpected reply {}", reply->Describe());
-        break;
+    const StartAnswer answer = ParseStart(*reply);
+    if (answer.kind == StartAnswer::Kind::kBadReply) {
+      log::Error(to_start[i].job_id, "Starting the job: unexpected reply {}", reply->Describe());
+      continue;
+    }
+    co_await Accept(std::move(to_start[i]), answer, jobs);
+  }
+  std::vector<core::JobRequest> released = co_await Release(std::move(jobs));
+  co_return released;
+}
+
+Task<std::vector<core::JobRequest>> RedisJobSource::StartTaken(std::vector<TakenEntry> taken) {
+  std::vector<core::JobRequest> jobs;
+  jobs.reserve(taken.size());
+  for (TakenEntry& item : taken) {
+    if (item.entry.job_id.empty()) {
+      co_await DropEntryWithoutId(item.entry);
+    } else if (held_.Entry(item.entry.job_id)) {
+      // Started in Redis under a second entry while it runs here: this run's result ends it; the
+      // entry stays pending until the reaper's start finds the job ended.
+      skipped_.fetch_add(1);
+      log::Warn(item.entry.job_id, "Job read again under entry {} while it runs here; left to the reaper.",
+                item.entry.entry);
+    } else {
+      co_await Accept(std::move(item.entry), item.answer, jobs);
     }
   }
+  std::vector<core::JobRequest> released = co_await Release(std::move(jobs));
+  co_return released;
+}
+
+Task<void> RedisJobSource::Accept(StreamEntry entry, const StartAnswer& answer, std::vector<core::JobRequest>& jobs) {
+  switch (answer.kind) {
+    case StartAnswer::Kind::kStarted: {
+      json::error_code error;
+      json::value request = json::parse(answer.request, error);
+      if (error || !request.is_object() || !request.get_object().contains("input") ||
+          request.get_object().at("input").is_null()) {
+        const std::string why = "the job's request is not a JSON object with an \"input\"";
+        co_await FailJob(entry.job_id, entry.entry, why, true);
+        break;
+      }
+      core::JobRequest job;
+      job.id = entry.job_id;
+      job.request = std::move(request.get_object());
+      job.request["id"] = job.id;
+      const std::int64_t timeout_ms = ExecutionTimeoutMs(job.request);
+      if (timeout_ms > 0) {
+        job.execution_timeout = std::chrono::milliseconds(timeout_ms);
+      } else {
+        job.execution_timeout = options_.default_execution_timeout;
+      }
+      held_.Add(job.id, entry.entry);
+      {
+        std::lock_guard lock(mutex_);
+        starting_.insert(job.id);
+      }
+      started_.fetch_add(1);
+      if (answer.deliveries > 1) log::Info(job.id, "Job delivered again (delivery {}).", answer.deliveries);
+      jobs.push_back(std::move(job));
+      break;
+    }
+    case StartAnswer::Kind::kFailed:
+      failed_.fetch_add(1);
+      log::Error(entry.job_id, "Job FAILED: {}", answer.detail);
+      break;
+    case StartAnswer::Kind::kTerminal:
+      skipped_.fetch_add(1);
+      log::Info(entry.job_id, "Job skipped: it is {} already.", answer.detail);
+      break;
+    case StartAnswer::Kind::kMissing:
+      skipped_.fetch_add(1);
+      log::Warn(entry.job_id, "Job skipped: its hash is gone (expired or deleted).");
+      break;
+    case StartAnswer::Kind::kNotOwner:
+      skipped_.fetch_add(1);
+      log::Info(entry.job_id, "Job skipped: its entry is no longer pending for this worker.");
+      break;
+    case StartAnswer::Kind::kBadReply:
+      break;  // reported by the caller, which has the reply
+  }
+}
+
+Task<std::vector<core::JobRequest>> RedisJobSource::Release(std::vector<core::JobRequest> jobs) {
   // Jobs cancelled while this Take ran end here; the others go to the scheduler, out of reach of
   // CancelStarting from now on.
   std::set<std::string> cancelled;
@@ -304,29 +375,27 @@ Task<std::vector<core::JobRequest>> RedisJobSource::StartAll(std::vector<StreamE
     starting_.clear();
     cancelled.swap(cancelled_);
   }
-  if (!cancelled.empty()) {
-    std::vector<core::JobRequest> kept;
-    for (core::JobRequest& job : jobs) {
-      if (cancelled.count(job.id) == 0) {
-        kept.push_back(std::move(job));
-        continue;
-      }
-      FinishParams params;
-      params.job_id = job.id;
-      params.entry = held_.Take(job.id).value_or(std::string());
-      params.consumer = options_.consumer;
-      params.status = "CANCELLED";
-      params.result_json = "{}";
-      params.now_ms = UnixMillis();
-      params.result_ttl_s = options_.result_ttl.count();
-      log::Info(job.id, "Job cancelled before it ran.");
-      core::Result<FinishAnswer> answer =
-          co_await Finish(commands_, keys_, std::move(params), Clock::now() + options_.finish_deadline);
-      if (!answer.ok()) log::Error(job.id, "Could not mark the job CANCELLED in Redis: {}", answer.status().message());
+  if (cancelled.empty()) co_return jobs;
+  std::vector<core::JobRequest> kept;
+  for (core::JobRequest& job : jobs) {
+    if (cancelled.count(job.id) == 0) {
+      kept.push_back(std::move(job));
+      continue;
     }
-    jobs = std::move(kept);
+    FinishParams params;
+    params.job_id = job.id;
+    params.entry = held_.Take(job.id).value_or(std::string());
+    params.consumer = options_.consumer;
+    params.status = "CANCELLED";
+    params.result_json = "{}";
+    params.now_ms = UnixMillis();
+    params.result_ttl_s = options_.result_ttl.count();
+    log::Info(job.id, "Job cancelled before it ran.");
+    core::Result<FinishAnswer> answer =
+        co_await Finish(commands_, keys_, std::move(params), Clock::now() + options_.finish_deadline);
+    if (!answer.ok()) log::Error(job.id, "Could not mark the job CANCELLED in Redis: {}", answer.status().message());
   }
-  co_return jobs;
+  co_return kept;
 }
 
 }  // namespace sluice::redis

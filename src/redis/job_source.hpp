@@ -1,8 +1,9 @@
 // redis/job_source.hpp — the scheduler's JobSource on a Redis Streams queue (docs/scale-out.md):
-// `Take(n)` reads up to n new entries of `sluice:{q}:jobs` in the group `workers`
-// (XREADGROUP ... COUNT n BLOCK ... >: as many as there are free slots) and starts each with the
-// start script, which skips a job already ended (cancelled while queued), fails one delivered more
-// than `max_deliveries` times, and marks the rest IN_PROGRESS under this consumer.
+// `Take(n)` reads up to n new entries of `sluice:{q}:jobs` in the group `workers` (as many as
+// there are free slots) and starts each: it skips a job already ended (cancelled while queued),
+// fails one delivered more than `max_deliveries` times, and marks the rest IN_PROGRESS under this
+// consumer. While jobs are queued, one take script call reads and starts a whole batch; when none
+// is, the read blocks (XREADGROUP ... COUNT n BLOCK ... >) and a start script runs per entry.
 //
 // Before new entries it hands out, in this order: this consumer's own pending entries (read from
 // ID 0 at the first Take and again after a connection error, since a read whose reply was lost
@@ -73,7 +74,18 @@ class RedisJobSource : public core::JobSource {
   std::size_t failed() const noexcept { return failed_.load(); }
 
  private:
+  // The take script: up to `wanted` new entries read and started in one call (none when nothing
+  // is queued).
+  Task<core::Result<std::vector<TakenEntry>>> TakeQueued(std::size_t wanted);
+  // Starts entries this consumer holds pending (a start script each, pipelined).
   Task<std::vector<core::JobRequest>> StartAll(std::vector<StreamEntry> entries);
+  // The entries the take script read and started.
+  Task<std::vector<core::JobRequest>> StartTaken(std::vector<TakenEntry> taken);
+  // One start answer: a started job joins `jobs`; the others are counted and logged.
+  Task<void> Accept(StreamEntry entry, const StartAnswer& answer, std::vector<core::JobRequest>& jobs);
+  // The end of a Take: the jobs cancelled meanwhile end CANCELLED; the rest are returned.
+  Task<std::vector<core::JobRequest>> Release(std::vector<core::JobRequest> jobs);
+  Task<void> DropEntryWithoutId(const StreamEntry& entry);
   Task<bool> ReadOwnPending();
   Task<void> Pause(std::chrono::steady_clock::duration delay);
   Task<void> FailJob(const std::string& job_id, const std::string& entry, const std::string& error, bool fence);

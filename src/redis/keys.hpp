@@ -21,6 +21,8 @@ class Keys {
   explicit Keys(std::string queue = "default");
 
   const std::string& queue() const noexcept { return queue_; }
+  /// sluice:{q}: — what every key of the queue starts with (scripts that build job keys need it).
+  const std::string& prefix() const noexcept { return prefix_; }
   /// sluice:{q}:jobs — the stream of queued jobs; entries `id <job_id>`; group `workers`.
   std::string jobs() const { return prefix_ + "jobs"; }
   /// sluice:{q}:job:<id> — the job's hash (status, request, result, ...).

@@ -75,52 +75,92 @@ if KEYS[6] then redis.call('SET', KEYS[6], ARGV[1], 'EX', ARGV[9]) end
 return {1, entry}
 )lua";
 
-// KEYS: job, jobs, events, entries, chunks, counts. ARGV: id, entry, consumer, now_ms, group,
-// max_deliveries, ttl_s, events maxlen. The delivery count is the stream's own (XREADGROUP and
-// XAUTOCLAIM raise it; the heartbeat's XCLAIM JUSTID does not). A job that must not run ends here
-// instead, acknowledged: cancelled while it was running on a worker that died (cancel_requested),
-// queued past its policy.ttl (TIMED_OUT), or delivered too often (FAILED).
-constexpr std::string_view kStart = R"lua(
-local function drop()
-  redis.call('XACK', KEYS[2], ARGV[5], ARGV[2])
-  redis.call('HDEL', KEYS[4], ARGV[2])
+// Shared by the scripts that start jobs (after kEndHelpers): `start` begins one delivered job,
+// the `n`th delivery of stream entry `entry`, for the consumer and queue in `q` (jobs, events,
+// entries, counts: keys; group, consumer, now, max (max_deliveries, 0: none), ttl, maxlen). The
+// delivery count is the stream's own (XREADGROUP and XAUTOCLAIM raise it; the heartbeat's XCLAIM
+// JUSTID does not). A job that must not run ends here instead, acknowledged: cancelled while it
+// was running on a worker that died (cancel_requested), queued past its policy.ttl (TIMED_OUT),
+// or delivered too often (FAILED). Answers as StartAnswer reads them.
+constexpr std::string_view kStartHelper = R"lua(
+local function start(q, job, chunks, id, entry, n)
+  local function drop()
+    redis.call('XACK', q.jobs, q.group, entry)
+    redis.call('HDEL', q.entries, entry)
+  end
+  local h = redis.call('HMGET', job, 'status', 'submitted_ms', 'queue_ttl_ms', 'cancel_requested', 'request',
+    'version')
+  local v = tonumber(h[6] or '0') + 1
+  local status = h[1]
+  if not status then drop() return {'missing'} end
+  if status ~= 'IN_QUEUE' and status ~= 'IN_PROGRESS' then drop() return {'terminal', status} end
+  local function finish(to, result)
+    redis.call('HSET', job, 'status', to, 'result', result, 'finished_ms', q.now, 'deliveries', n, 'version', v)
+    redis.call('EXPIRE', job, q.ttl)
+    redis.call('EXPIRE', chunks, q.ttl)
+    drop()
+    count(q.counts, status, to)
+    ended(job, q.events, q.maxlen, id, to, v)
+  end
+  if h[4] == '1' then
+    finish('CANCELLED', '{}')
+    return {'terminal', 'CANCELLED'}
+  end
+  local ttl = tonumber(h[3] or '0')
+  if status == 'IN_QUEUE' and ttl > 0 and tonumber(q.now) - tonumber(h[2]) > ttl then
+    finish('TIMED_OUT', cjson.encode({error = 'job expired: it waited in the queue longer than its policy.ttl'}))
+    return {'terminal', 'TIMED_OUT'}
+  end
+  if q.max > 0 and n > q.max then
+    local err = 'delivered ' .. n .. ' times; --max-deliveries is ' .. q.max
+    finish('FAILED', cjson.encode({error = err}))
+    return {'failed', err}
+  end
+  redis.call('HSET', job, 'status', 'IN_PROGRESS', 'started_ms', q.now, 'owner', q.consumer, 'entry', entry,
+    'deliveries', n, 'version', v)
+  if status == 'IN_QUEUE' then count(q.counts, 'IN_QUEUE', 'IN_PROGRESS') end
+  return {'started', h[5], n}
 end
+)lua";
+
+// KEYS: job, jobs, events, entries, chunks, counts. ARGV: id, entry, consumer, now_ms, group,
+// max_deliveries, ttl_s, events maxlen. Starts an entry this consumer holds pending (read with
+// XREADGROUP BLOCK, its own pending entries, or claimed by the reaper): only while it still owns it.
+constexpr std::string_view kStart = R"lua(
 local p = redis.call('XPENDING', KEYS[2], ARGV[5], ARGV[2], ARGV[2], 1)
 if #p == 0 or p[1][2] ~= ARGV[3] then return {'not_owner'} end
-local h = redis.call('HMGET', KEYS[1], 'status', 'submitted_ms', 'queue_ttl_ms', 'cancel_requested', 'request',
-  'version')
-local v = tonumber(h[6] or '0') + 1
-local status = h[1]
-if not status then drop() return {'missing'} end
-if status ~= 'IN_QUEUE' and status ~= 'IN_PROGRESS' then drop() return {'terminal', status} end
-local n = p[1][4]
-local function finish(to, result)
-  redis.call('HSET', KEYS[1], 'status', to, 'result', result, 'finished_ms', ARGV[4], 'deliveries', n, 'version', v)
-  redis.call('EXPIRE', KEYS[1], ARGV[7])
-  redis.call('EXPIRE', KEYS[5], ARGV[7])
-  drop()
-  count(KEYS[6], status, to)
-  ended(KEYS[1], KEYS[3], ARGV[8], ARGV[1], to, v)
+local q = {jobs = KEYS[2], events = KEYS[3], entries = KEYS[4], counts = KEYS[6], group = ARGV[5],
+  consumer = ARGV[3], now = ARGV[4], max = tonumber(ARGV[6]), ttl = ARGV[7], maxlen = ARGV[8]}
+return start(q, KEYS[1], KEYS[5], ARGV[1], ARGV[2], p[1][4])
+)lua";
+
+// KEYS: jobs, events, entries, counts. ARGV: group, consumer, count, now_ms, max_deliveries,
+// ttl_s, events maxlen, key prefix (sluice:{q}:). Reads up to `count` new entries for this
+// consumer and starts each, in one step: an entry read here is this consumer's by construction,
+// so no ownership check is needed, and a batch costs one script call instead of a read and a call
+// per entry. The job keys are built from the prefix, inside the queue's hash tag. Answers
+// {{entry, job_id, start answer}, ...} in stream order; job_id '' (and no answer) for an entry
+// without an `id` field. Reads nothing when nothing is queued: the caller then blocks in
+// XREADGROUP.
+constexpr std::string_view kTake = R"lua(
+local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
+if not read then return {} end
+local q = {jobs = KEYS[1], events = KEYS[2], entries = KEYS[3], counts = KEYS[4], group = ARGV[1],
+  consumer = ARGV[2], now = ARGV[4], max = tonumber(ARGV[5]), ttl = ARGV[6], maxlen = ARGV[7]}
+local out = {}
+for _, e in ipairs(read[1][2]) do
+  local id
+  local f = e[2]
+  if f then
+    for i = 1, #f, 2 do if f[i] == 'id' then id = f[i + 1] end end
+  end
+  if id then
+    out[#out + 1] = {e[1], id, start(q, ARGV[8] .. 'job:' .. id, ARGV[8] .. 'chunks:' .. id, id, e[1], 1)}
+  else
+    out[#out + 1] = {e[1], ''}
+  end
 end
-if h[4] == '1' then
-  finish('CANCELLED', '{}')
-  return {'terminal', 'CANCELLED'}
-end
-local ttl = tonumber(h[3] or '0')
-if status == 'IN_QUEUE' and ttl > 0 and tonumber(ARGV[4]) - tonumber(h[2]) > ttl then
-  finish('TIMED_OUT', cjson.encode({error = 'job expired: it waited in the queue longer than its policy.ttl'}))
-  return {'terminal', 'TIMED_OUT'}
-end
-local max = tonumber(ARGV[6])
-if max > 0 and n > max then
-  local err = 'delivered ' .. n .. ' times; --max-deliveries is ' .. max
-  finish('FAILED', cjson.encode({error = err}))
-  return {'failed', err}
-end
-redis.call('HSET', KEYS[1], 'status', 'IN_PROGRESS', 'started_ms', ARGV[4], 'owner', ARGV[3], 'entry', ARGV[2],
-  'deliveries', n, 'version', v)
-if status == 'IN_QUEUE' then count(KEYS[6], 'IN_QUEUE', 'IN_PROGRESS') end
-return {'started', h[5], n}
+return out
 )lua";
 
 // KEYS: job, chunks, events. ARGV: id, consumer, 'progress' | 'chunk', value, events maxlen.
@@ -327,7 +367,11 @@ const Script& SubmitScript() {
   return script;
 }
 const Script& StartScript() {
-  static const Script script = MakeEnding("start", kStart);
+  static const Script script = MakeEnding("start", std::string(kStartHelper) + std::string(kStart));
+  return script;
+}
+const Script& TakeScript() {
+  static const Script script = MakeEnding("take", std::string(kStartHelper) + std::string(kTake));
   return script;
 }
 const Script& UpdateScript() {
@@ -460,6 +504,38 @@ StartAnswer ParseStart(const Reply& reply) {
   return answer;
 }
 
+ScriptCall TakeCall(const Keys& keys, const TakeParams& params) {
+  ScriptCall call;
+  call.script = &TakeScript();
+  call.keys = {keys.jobs(), keys.events(), keys.entries(), keys.counts()};
+  call.args = {std::string(kGroup),
+               params.consumer,
+               std::to_string(params.count),
+               std::to_string(params.now_ms),
+               std::to_string(params.max_deliveries),
+               std::to_string(params.result_ttl_s),
+               std::to_string(kEventsMaxLen),
+               keys.prefix()};
+  return call;
+}
+
+bool ParseTake(const Reply& reply, std::vector<TakenEntry>& out) {
+  if (!reply.is_array()) return false;
+  for (const Reply& item : reply.elements()) {
+    if (!item.is_array() || item.size() < 2 || !IsText(item[0]) || !IsText(item[1])) return false;
+    TakenEntry taken;
+    taken.entry.entry = item[0].str();
+    taken.entry.job_id = item[1].str();
+    if (!taken.entry.job_id.empty()) {
+      if (item.size() != 3) return false;
+      taken.answer = ParseStart(item[2]);
+      if (taken.answer.kind == StartAnswer::Kind::kBadReply) return false;
+    }
+    out.push_back(std::move(taken));
+  }
+  return true;
+}
+
 ScriptCall UpdateCall(const Keys& keys, const std::string& job_id, const std::string& consumer, UpdateKind kind,
                       std::string value_json) {
   ScriptCall call;
@@ -541,10 +617,8 @@ ScriptCall PurgeCall(const Keys& keys, std::int64_t now_ms, std::int64_t result_
   ScriptCall call;
   call.script = &PurgeScript();
   call.keys = {keys.jobs(), keys.events(), keys.entries(), keys.counts()};
-  std::string prefix = keys.job("");
-  prefix.resize(prefix.size() - std::string_view("job:").size());  // sluice:{q}:
   call.args = {std::string(kGroup), std::to_string(now_ms), std::to_string(result_ttl_s),
-               std::to_string(kEventsMaxLen), std::move(prefix)};
+               std::to_string(kEventsMaxLen), keys.prefix()};
   return call;
 }
 

@@ -1,7 +1,8 @@
 // redis/scripts.hpp — the Lua scripts of the Redis job queue and the calls that run them, pure.
 //
 // Every change to a job that must be atomic is one script (docs/scale-out.md): submit (hash +
-// stream entry), start (skip a terminal job, count deliveries, mark IN_PROGRESS), update (progress
+// stream entry), start (skip a terminal job, count deliveries, mark IN_PROGRESS), take (read the
+// new entries and start each: start's work for a whole read in one call), update (progress
 // or a chunk, only by the owner), finish (fenced: only while this consumer still owns the pending
 // entry, and only once), heartbeat (re-claim the entries this consumer still owns) and cancel (a
 // producer's cancel). A `ScriptCall` holds the keys and arguments of one run; it is sent as
@@ -34,6 +35,7 @@ struct Script {
 
 const Script& SubmitScript();
 const Script& StartScript();
+const Script& TakeScript();
 const Script& UpdateScript();
 const Script& FinishScript();
 const Script& HeartbeatScript();
@@ -182,6 +184,25 @@ struct StreamEntry {
 /// The entries of an XREADGROUP reply on one stream (`[[stream, [[id, [f, v, ...]], ...]]]`; nil
 /// when nothing came). False when the reply has another shape.
 bool ParseReadGroup(const Reply& reply, std::vector<StreamEntry>& out);
+
+// ---- take (worker): read up to `count` new entries and start each, one script call ----
+struct TakeParams {
+  std::string consumer;
+  std::size_t count = 1;
+  std::int64_t now_ms = 0;
+  int max_deliveries = 0;  // 0: unlimited
+  std::int64_t result_ttl_s = 0;
+};
+ScriptCall TakeCall(const Keys& keys, const TakeParams& params);
+/// One entry the take script read: its start script's answer, or, when `entry.job_id` is empty
+/// (an entry without an `id` field), none (kBadReply).
+struct TakenEntry {
+  StreamEntry entry;
+  StartAnswer answer;
+};
+/// The entries of a take reply, in stream order (none when nothing was queued). False when the
+/// reply has not the script's shape.
+bool ParseTake(const Reply& reply, std::vector<TakenEntry>& out);
 /// An XAUTOCLAIM reply (Redis 7): `[cursor, [[id, fields], ...], [deleted ids]]`.
 struct AutoclaimAnswer {
   std::string cursor;  // "0-0" when the scan is complete

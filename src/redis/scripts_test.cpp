@@ -132,6 +132,47 @@ TEST(RedisScripts, FinishCallFencesUnlessTold) {
   EXPECT_THAT(HeartbeatCall(Keys(), "w1", {"1-0", "2-0"}).args, ElementsAre("workers", "w1", "1-0", "2-0"));
 }
 
+TEST(RedisScripts, TakeCallAndReply) {
+  const Keys keys("q");
+  TakeParams params;
+  params.consumer = "host:1";
+  params.count = 16;
+  params.now_ms = 1700000000000;
+  params.max_deliveries = 3;
+  params.result_ttl_s = 60;
+  const ScriptCall call = TakeCall(keys, params);
+  EXPECT_EQ(call.script, &TakeScript());
+  EXPECT_EQ(call.keys, (std::vector<std::string>{keys.jobs(), keys.events(), keys.entries(), keys.counts()}));
+  ASSERT_EQ(call.args.size(), 8u);
+  EXPECT_EQ(call.args[1], "host:1");
+  EXPECT_EQ(call.args[2], "16");
+  EXPECT_EQ(call.args[7], "sluice:{q}:");
+  EXPECT_EQ(keys.job("a"), call.args[7] + "job:a");  // the script builds job keys from the prefix
+
+  std::vector<TakenEntry> taken;
+  ASSERT_TRUE(ParseTake(Reply::Array({}), taken));
+  EXPECT_TRUE(taken.empty());
+  const Reply reply = Reply::Array({
+      Reply::Array({S("1-0"), S("a"), Reply::Array({S("started"), S(R"({"input":1})"), Reply::Integer(1)})}),
+      Reply::Array({S("1-1"), S("b"), Reply::Array({S("terminal"), S("CANCELLED")})}),
+      Reply::Array({S("1-2"), S("")}),
+  });
+  ASSERT_TRUE(ParseTake(reply, taken));
+  ASSERT_EQ(taken.size(), 3u);
+  EXPECT_EQ(taken[0].entry.entry, "1-0");
+  EXPECT_EQ(taken[0].entry.job_id, "a");
+  EXPECT_EQ(taken[0].answer.kind, StartAnswer::Kind::kStarted);
+  EXPECT_EQ(taken[0].answer.request, R"({"input":1})");
+  EXPECT_EQ(taken[1].answer.kind, StartAnswer::Kind::kTerminal);
+  EXPECT_EQ(taken[1].answer.detail, "CANCELLED");
+  EXPECT_TRUE(taken[2].entry.job_id.empty());
+  // Another shape is refused, not half read.
+  std::vector<TakenEntry> bad;
+  EXPECT_FALSE(ParseTake(Reply::Integer(0), bad));
+  EXPECT_FALSE(ParseTake(Reply::Array({Reply::Array({S("1-0"), S("a")})}), bad));
+  EXPECT_FALSE(ParseTake(Reply::Array({Reply::Array({S("1-0"), S("a"), Reply::Integer(1)})}), bad));
+}
+
 TEST(RedisScripts, StartAndFinishReplies) {
   StartAnswer started = ParseStart(Reply::Array({S("started"), S(R"({"input":1})"), Reply::Integer(2)}));
   EXPECT_EQ(started.kind, StartAnswer::Kind::kStarted);
