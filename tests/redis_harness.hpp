@@ -234,6 +234,22 @@ class RedisQueueFixture : public ::testing::Test {
     return entries;
   }
 
+  // Reads `count` entries as `consumer` and starts their jobs, as its source would have; the
+  // entries, in order.
+  std::vector<std::string> ReadAndStartAs(const std::string& consumer, int count) {
+    std::vector<std::string> entries;
+    for (const StreamEntry& read : ReadAsDeadConsumer(consumer, count)) {
+      StartParams start;
+      start.job_id = read.job_id;
+      start.entry = read.entry;
+      start.consumer = consumer;
+      auto started = Spawn(io_, RunScript(*client_, StartCall(keys_, start)));
+      EXPECT_EQ(ParseStart(Get(started, "start").value()).kind, StartAnswer::Kind::kStarted);
+      entries.push_back(read.entry);
+    }
+    return entries;
+  }
+
   static Handler Echo(std::atomic<int>* calls = nullptr) {
     return [calls](Job& job) -> Task<json::value> {
       if (calls != nullptr) calls->fetch_add(1);

@@ -264,6 +264,81 @@ TEST_F(RedisQueue, TheCancelListenerCancelsARunningJob) {
   EXPECT_EQ(PendingCount(), 0);
 }
 
+FinishParams Completed(const std::string& job_id, const std::string& entry, const std::string& consumer) {
+  FinishParams finish;
+  finish.job_id = job_id;
+  finish.entry = entry;
+  finish.consumer = consumer;
+  finish.status = "COMPLETED";
+  finish.result_json = fmt::format(R"({{"output":"{}"}})", job_id);
+  finish.result_ttl_s = 60;
+  return finish;
+}
+
+// Finishes that come while a batch is in flight go out together, and each gets the answer it would
+// have got alone: here 19 are written and one, whose entry another worker took over, is fenced out.
+TEST_F(RedisQueue, FinishesThatComeTogetherGoOutInOneCallEachAnsweredAsAlone) {
+  constexpr int kJobs = 20;
+  for (int i = 0; i < kJobs; ++i) SubmitJob(fmt::format("f{}", i), json::object{{"i", i}});
+  const std::vector<std::string> entries = ReadAndStartAs("w1", kJobs);
+  ASSERT_EQ(entries.size(), static_cast<std::size_t>(kJobs));
+  Do({"XCLAIM", keys_.jobs(), std::string(kGroup), "w2", "0", entries[5]});
+
+  // A connection of the batch's own, held up by a blocking command: its first call waits behind
+  // it, and every later finish joins the next batch meanwhile.
+  Connection connection(io_.get_executor(), endpoint_);
+  FinishBatch batch(io_.get_executor(), connection, keys_);
+  auto gate = Spawn(io_, connection.Command({"BLPOP", "sluice-test-gate", "0.5"}));
+  std::vector<std::future<core::Result<FinishAnswer>>> answers;
+  for (int i = 0; i < kJobs; ++i) {
+    answers.push_back(Spawn(io_, batch.Finish(Completed(fmt::format("f{}", i), entries[i], "w1"), Clock::now() + 10s)));
+  }
+  for (int i = 0; i < kJobs; ++i) {
+    const core::Result<FinishAnswer> answer = Get(answers[i], "a batched finish");
+    ASSERT_TRUE(answer.ok()) << answer.status().message();
+    if (i == 5) {
+      EXPECT_EQ(answer->kind, FinishAnswer::Kind::kNotOwner);
+      EXPECT_EQ(answer->detail, "w2");
+      EXPECT_EQ(StatusOf("f5"), "IN_PROGRESS");
+    } else {
+      EXPECT_EQ(answer->kind, FinishAnswer::Kind::kFinished) << i;
+      EXPECT_EQ(StatusOf(fmt::format("f{}", i)), "COMPLETED");
+      EXPECT_EQ(Hash(fmt::format("f{}", i))["result"], fmt::format(R"({{"output":"f{}"}})", i));
+    }
+  }
+  ASSERT_TRUE(Get(gate, "the gate").ok());
+  EXPECT_EQ(batch.jobs(), static_cast<std::size_t>(kJobs));
+  EXPECT_EQ(batch.calls(), 2u);  // the first alone, the 19 that came while it waited together
+  EXPECT_EQ(PendingCount(), 1);  // f5's entry, still w2's
+  EXPECT_EQ(Do({"XLEN", keys_.events()}).integer(), kJobs - 1);  // one end event per finished job
+}
+
+// A batch that gets no answer (its connection dropped) is retried job by job until each deadline.
+TEST_F(RedisQueue, ABatchWithoutAnAnswerIsRetriedJobByJob) {
+  constexpr int kJobs = 5;
+  for (int i = 0; i < kJobs; ++i) SubmitJob(fmt::format("r{}", i), json::object{{"i", i}});
+  const std::vector<std::string> entries = ReadAndStartAs("w1", kJobs);
+  ASSERT_EQ(entries.size(), static_cast<std::size_t>(kJobs));
+  ConnectionOptions options;
+  options.command_timeout = 300ms;  // the gate below outlasts it: the connection is dropped
+  Connection connection(io_.get_executor(), endpoint_, options);
+  FinishBatch batch(io_.get_executor(), connection, keys_);
+  auto gate = Spawn(io_, connection.Command({"BLPOP", "sluice-test-gate", "2"}));
+  std::vector<std::future<core::Result<FinishAnswer>>> answers;
+  for (int i = 0; i < kJobs; ++i) {
+    answers.push_back(Spawn(io_, batch.Finish(Completed(fmt::format("r{}", i), entries[i], "w1"), Clock::now() + 10s)));
+  }
+  for (int i = 0; i < kJobs; ++i) {
+    const core::Result<FinishAnswer> answer = Get(answers[i], "a batched finish");
+    ASSERT_TRUE(answer.ok()) << answer.status().message();
+    EXPECT_EQ(answer->kind, FinishAnswer::Kind::kFinished) << i;
+    EXPECT_EQ(StatusOf(fmt::format("r{}", i)), "COMPLETED");
+  }
+  EXPECT_FALSE(Get(gate, "the gate").ok());
+  EXPECT_EQ(PendingCount(), 0);
+  EXPECT_EQ(Do({"XLEN", keys_.events()}).integer(), kJobs);  // each ended once
+}
+
 TEST_F(RedisQueue, ARedisRestartMidRunLosesNoAcceptedJob) {
   constexpr int kBefore = 200, kAfter = 100;
   for (int i = 0; i < kBefore; ++i) SubmitJob(fmt::format("a{}", i), json::object{{"sleep_ms", 40}});

@@ -6,11 +6,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <exception>
 #include <random>
 #include <utility>
 #include <variant>
 
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
@@ -20,6 +23,7 @@
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 
+#include "core/posted_handler.hpp"
 #include "http/backoff.hpp"
 #include "log/logging.hpp"
 
@@ -166,19 +170,30 @@ Task<core::Result<std::string>> Cancel(Connection& connection, const Keys& keys,
   co_return reply->str();
 }
 
+namespace {
+
+// The single answer of a one-job finish reply, or why there is none.
+core::Result<FinishAnswer> OneAnswer(const Reply& reply) {
+  std::vector<FinishAnswer> answers;
+  if (!ParseFinishReply(reply, 1, answers)) {
+    return core::Status::Internal("redis script finish: unexpected reply " + reply.Describe());
+  }
+  return std::move(answers.front());
+}
+
+}  // namespace
+
 Task<core::Result<FinishAnswer>> Finish(Connection& connection, const Keys& keys, FinishParams params,
-                                        Clock::time_point deadline) {
+                                        Clock::time_point deadline, int attempts_made) {
   const http::BackoffPolicy backoff{std::chrono::milliseconds(50), std::chrono::seconds(2), 2.0};
   asio::steady_timer timer(co_await asio::this_coro::executor);
-  for (int attempt = 0;; ++attempt) {
+  for (int attempt = attempts_made;; ++attempt) {
     ScriptCall call = FinishCall(keys, params);  // named: g++ 12 and co_await
     core::Result<Reply> reply = co_await RunScript(connection, std::move(call));
     if (reply.ok()) {
-      FinishAnswer answer = ParseFinish(*reply);
-      if (answer.kind == FinishAnswer::Kind::kBadReply) {
-        co_return core::Status::Internal("redis script finish: unexpected reply " + reply->Describe());
-      }
-      if (attempt > 0 && answer.kind == FinishAnswer::Kind::kNotPending) {
+      core::Result<FinishAnswer> answer = OneAnswer(*reply);
+      if (!answer.ok()) co_return answer;
+      if (attempt > 0 && answer->kind == FinishAnswer::Kind::kNotPending) {
         // An earlier attempt may have run and lost only its reply (the server went away after
         // executing it): then the job holds exactly what this write would have written.
         std::vector<std::string> argv{"HMGET", keys.job(params.job_id), "status", "owner", "result"};
@@ -186,7 +201,7 @@ Task<core::Result<FinishAnswer>> Finish(Connection& connection, const Keys& keys
         if (now.ok() && now->is_array() && now->size() == 3 && (*now)[0].is_string() && (*now)[1].is_string() &&
             (*now)[2].is_string() && (*now)[0].str() == params.status && (*now)[1].str() == params.consumer &&
             (*now)[2].str() == params.result_json) {
-          answer.kind = FinishAnswer::Kind::kFinished;
+          answer->kind = FinishAnswer::Kind::kFinished;
         }
       }
       co_return answer;
@@ -199,6 +214,81 @@ Task<core::Result<FinishAnswer>> Finish(Connection& connection, const Keys& keys
     log::Warn(params.job_id, "Writing the result to Redis failed ({}); retrying", reply.status().message());
     timer.expires_after(delay);
     co_await timer.async_wait(asio::use_awaitable);
+  }
+}
+
+// A finish waiting for its batch: its parameters (in the waiting coroutine's frame, which stays
+// until `done` is posted) and its completion.
+struct FinishBatch::Waiter {
+  const FinishParams* params = nullptr;
+  core::PostedHandler<core::Result<FinishAnswer>> done;
+};
+
+FinishBatch::FinishBatch(asio::any_io_executor executor, Connection& connection, Keys keys, std::size_t max_batch)
+    : executor_(std::move(executor)), connection_(connection), keys_(std::move(keys)),
+      max_batch_(std::max<std::size_t>(1, max_batch)) {}
+
+FinishBatch::~FinishBatch() = default;
+
+Task<core::Result<FinishAnswer>> FinishBatch::Finish(FinishParams params, Clock::time_point deadline) {
+  const FinishParams* mine = &params;
+  core::Result<FinishAnswer> answer =
+      co_await asio::async_initiate<decltype(asio::use_awaitable), void(core::Result<FinishAnswer>)>(
+          [this, mine](auto handler) {
+            Join(Waiter{mine, core::PostedHandler<core::Result<FinishAnswer>>(std::move(handler))});
+          },
+          asio::use_awaitable);
+  if (answer.ok() || answer.status().code() != core::StatusCode::kUnavailable) co_return answer;
+  // The batch got no answer: this job alone from here, as redis::Finish retries it.
+  core::Result<FinishAnswer> retried =
+      co_await redis::Finish(connection_, keys_, std::move(params), deadline, /*attempts_made=*/1);
+  co_return retried;
+}
+
+void FinishBatch::Join(Waiter waiter) {
+  bool lead = false;
+  {
+    std::lock_guard lock(mutex_);
+    waiting_.push_back(std::move(waiter));
+    lead = !std::exchange(flushing_, true);
+  }
+  if (!lead) return;  // the running Flush takes it with the next batch
+  asio::co_spawn(executor_, Flush(), [](std::exception_ptr failure) {
+    if (failure) log::Error("", "Finishing jobs in Redis: {}", log::DescribeException(failure));
+  });
+}
+
+Task<void> FinishBatch::Flush() {
+  for (;;) {
+    std::vector<Waiter> batch;
+    {
+      std::lock_guard lock(mutex_);
+      if (waiting_.empty()) {
+        flushing_ = false;
+        co_return;
+      }
+      const std::size_t count = std::min(max_batch_, waiting_.size());
+      batch.reserve(count);
+      for (std::size_t i = 0; i < count; ++i) {
+        batch.push_back(std::move(waiting_.front()));
+        waiting_.pop_front();
+      }
+    }
+    std::vector<const FinishParams*> params;
+    params.reserve(batch.size());
+    for (const Waiter& waiter : batch) params.push_back(waiter.params);
+    ScriptCall call = FinishCall(keys_, params);  // named: g++ 12 and co_await
+    core::Result<Reply> reply = co_await RunScript(connection_, std::move(call));
+    calls_.fetch_add(1);
+    jobs_.fetch_add(batch.size());
+    std::vector<FinishAnswer> answers;
+    if (reply.ok() && ParseFinishReply(*reply, batch.size(), answers)) {
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done.Post(std::move(answers[i]));
+      continue;
+    }
+    const core::Status failed =
+        !reply.ok() ? reply.status() : core::Status::Internal("redis script finish: unexpected reply " + reply->Describe());
+    for (Waiter& waiter : batch) waiter.done.Post(failed);
   }
 }
 

@@ -1,14 +1,17 @@
 // redis/queue.hpp — what the worker side of the Redis job queue shares (docs/scale-out.md):
-// its options, the jobs this worker holds, script runs with the NOSCRIPT fallback, and the
-// producer calls (Submit, Cancel) the gateway and the tests use.
+// its options, the jobs this worker holds, script runs with the NOSCRIPT fallback, finishing jobs
+// (alone, or batched by FinishBatch), and the producer calls (Submit, Cancel) the gateway and the
+// tests use.
 //
 // Threads: QueueOptions is a value. HeldJobs is thread-safe (a mutex); the source adds to it, the
 // sink removes from it, the heartbeat reads it. The coroutines run on the caller's executor and
 // borrow the Connection, which must outlive them.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <deque>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -16,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/json/object.hpp>
 
 #include <sluice/task.hpp>
@@ -91,9 +95,49 @@ Task<core::Result<std::string>> Cancel(Connection& connection, const Keys& keys,
 
 /// Runs the finish script, retrying connection failures with backoff until `deadline`. A retry
 /// answered not_pending counts as finished when the job already holds this very result from this
-/// consumer (the earlier attempt ran and only its reply was lost).
+/// consumer (the earlier attempt ran and only its reply was lost). `attempts_made`: tries already
+/// made elsewhere (FinishBatch's), which count as earlier attempts.
 Task<core::Result<FinishAnswer>> Finish(Connection& connection, const Keys& keys, FinishParams params,
-                                        std::chrono::steady_clock::time_point deadline);
+                                        std::chrono::steady_clock::time_point deadline, int attempts_made = 0);
+
+/// Group commit for the finish script: a finish that comes while a batch is in flight waits for
+/// it, then goes out together with every other finish that came meanwhile (up to `max_batch`), as
+/// one script call. Alone, a finish goes out at once: it never waits for company, only for the
+/// call before it. Under load one call ends many jobs, which saves Redis a script call and the
+/// worker a round trip per job. Each job's answer is the one redis::Finish would give; when a
+/// batch gets no answer (connection lost), each of its jobs is retried alone by redis::Finish
+/// until its own deadline.
+///
+/// Every finish through one FinishBatch must have the same `consumer` and `result_ttl_s` (one
+/// sink's). Threads: Finish may be called from any thread; the batches run on `executor`.
+/// Borrows `connection`, which must outlive it; destroy it after the io_context has stopped.
+class FinishBatch {
+ public:
+  FinishBatch(boost::asio::any_io_executor executor, Connection& connection, Keys keys, std::size_t max_batch = 64);
+  ~FinishBatch();
+  FinishBatch(const FinishBatch&) = delete;
+  FinishBatch& operator=(const FinishBatch&) = delete;
+
+  Task<core::Result<FinishAnswer>> Finish(FinishParams params, std::chrono::steady_clock::time_point deadline);
+
+  /// Script calls made, and jobs they finished (for tests and the benchmark's figures).
+  std::size_t calls() const noexcept { return calls_.load(); }
+  std::size_t jobs() const noexcept { return jobs_.load(); }
+
+ private:
+  struct Waiter;
+  void Join(Waiter waiter);
+  Task<void> Flush();
+
+  boost::asio::any_io_executor executor_;
+  Connection& connection_;
+  Keys keys_;
+  std::size_t max_batch_;
+  std::atomic<std::size_t> calls_{0}, jobs_{0};
+  std::mutex mutex_;
+  std::deque<Waiter> waiting_;  // guarded by mutex_
+  bool flushing_ = false;       // a Flush runs; guarded by mutex_
+};
 
 /// A new random job id (a version 4 UUID's text).
 std::string NewJobId();

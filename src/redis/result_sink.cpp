@@ -27,6 +27,7 @@ RedisResultSink::RedisResultSink(asio::any_io_executor executor, Connection& com
       options_(std::move(options)),
       keys_(options_.queue),
       held_(held),
+      finishes_(executor_, commands_, keys_),
       outbox_(executor_, "Redis result sink",
               [this](const std::string& job_id, Write write) { return Deliver(job_id, std::move(write)); }) {}
 
@@ -99,8 +100,7 @@ Task<void> RedisResultSink::Deliver(const std::string& job_id, Write write) {
   params.result_json = std::move(write.json);
   params.now_ms = UnixMillis();
   params.result_ttl_s = options_.result_ttl.count();
-  core::Result<FinishAnswer> answer =
-      co_await Finish(commands_, keys_, std::move(params), Clock::now() + options_.finish_deadline);
+  core::Result<FinishAnswer> answer = co_await finishes_.Finish(std::move(params), Clock::now() + options_.finish_deadline);
   (void)held_.Take(job_id);
   if (!answer.ok()) {
     lost_.fetch_add(1);

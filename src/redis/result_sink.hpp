@@ -1,6 +1,7 @@
 // redis/result_sink.hpp — the scheduler's ResultSink on a Redis Streams queue (docs/scale-out.md):
 // progress updates and stream chunks go to the job's hash and chunk list (update script), the
-// final outcome to the finish script, each change with an entry on the events stream.
+// final outcome to the finish script (the outcomes of jobs that end together in one call:
+// redis::FinishBatch), each change with an entry on the events stream.
 //
 // Fencing: the finish script writes only while the job's stream entry is still pending and owned
 // by this consumer, and only if the job has not ended already. A late result (the entry was
@@ -78,6 +79,7 @@ class RedisResultSink : public core::ResultSink {
   QueueOptions options_;
   Keys keys_;
   HeldJobs& held_;
+  FinishBatch finishes_;  // the final writes of concurrent jobs, one script call per batch
   std::atomic<std::size_t> written_{0}, dropped_{0}, lost_{0}, released_count_{0};
   std::mutex mutex_;
   std::unordered_set<std::string> released_;  // jobs given back by Release; guarded by mutex_

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cstdio>
 #include <optional>
+#include <span>
 #include <utility>
 
 #include <boost/json/parse.hpp>
@@ -179,30 +180,45 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1], 'status'
 return v
 )lua";
 
-// KEYS: job, chunks, jobs, events, entries, counts. ARGV: id, entry, consumer, status, result,
-// now_ms, ttl_s, group, fence ('1' | '0'), events maxlen.
+// KEYS: jobs, events, entries, counts, then each job's key and chunk list's key. ARGV: consumer,
+// ttl_s, group, events maxlen, then for each job: id, entry, status, result, now_ms, fence ('1' |
+// '0'). Ends the jobs of a batch (one or more), each as if alone: fenced (only while its entry is
+// pending and owned by this consumer, when asked), and only once. Answers one FinishAnswer shape
+// per job, in order.
 constexpr std::string_view kFinish = R"lua(
-if ARGV[9] == '1' then
-  local p = redis.call('XPENDING', KEYS[3], ARGV[8], ARGV[2], ARGV[2], 1)
-  if #p == 0 then return {'not_pending'} end
-  if p[1][2] ~= ARGV[3] then return {'not_owner', p[1][2]} end
+local q = {jobs = KEYS[1], events = KEYS[2], entries = KEYS[3], counts = KEYS[4], consumer = ARGV[1],
+  ttl = ARGV[2], group = ARGV[3], maxlen = ARGV[4]}
+local function finish(job, chunks, id, entry, to, result, now, fence)
+  if fence == '1' then
+    local p = redis.call('XPENDING', q.jobs, q.group, entry, entry, 1)
+    if #p == 0 then return {'not_pending'} end
+    if p[1][2] ~= q.consumer then return {'not_owner', p[1][2]} end
+  end
+  local function drop()
+    redis.call('XACK', q.jobs, q.group, entry)
+    redis.call('HDEL', q.entries, entry)
+  end
+  local h = redis.call('HMGET', job, 'status', 'submitted_ms', 'started_ms', 'webhook', 'version', 'streamed')
+  local status = h[1]
+  if not status then drop() return {'missing'} end
+  if status ~= 'IN_QUEUE' and status ~= 'IN_PROGRESS' then drop() return {'terminal', status} end
+  local v = tonumber(h[5] or '0') + 1
+  redis.call('HSET', job, 'status', to, 'result', result, 'finished_ms', now, 'version', v)
+  redis.call('EXPIRE', job, q.ttl)
+  if h[6] == '1' then redis.call('EXPIRE', chunks, q.ttl) end
+  drop()
+  count(q.counts, status, to)
+  ended(job, q.events, q.maxlen, id, to, v, {h[2], h[3], now, h[4]})
+  return {'finished', v}
 end
-local function drop()
-  redis.call('XACK', KEYS[3], ARGV[8], ARGV[2])
-  redis.call('HDEL', KEYS[5], ARGV[2])
+local out = {}
+local k = 5
+for a = 5, #ARGV, 6 do
+  out[#out + 1] = finish(KEYS[k], KEYS[k + 1], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
+    ARGV[a + 5])
+  k = k + 2
 end
-local h = redis.call('HMGET', KEYS[1], 'status', 'submitted_ms', 'started_ms', 'webhook', 'version', 'streamed')
-local status = h[1]
-if not status then drop() return {'missing'} end
-if status ~= 'IN_QUEUE' and status ~= 'IN_PROGRESS' then drop() return {'terminal', status} end
-local v = tonumber(h[5] or '0') + 1
-redis.call('HSET', KEYS[1], 'status', ARGV[4], 'result', ARGV[5], 'finished_ms', ARGV[6], 'version', v)
-redis.call('EXPIRE', KEYS[1], ARGV[7])
-if h[6] == '1' then redis.call('EXPIRE', KEYS[2], ARGV[7]) end
-drop()
-count(KEYS[6], status, ARGV[4])
-ended(KEYS[1], KEYS[4], ARGV[10], ARGV[1], ARGV[4], v, {h[2], h[3], ARGV[6], h[4]})
-return {'finished', v}
+return out
 )lua";
 
 // KEYS: jobs. ARGV: group, consumer, entries... Re-claims (idle time to 0, delivery count kept)
@@ -546,22 +562,42 @@ ScriptCall UpdateCall(const Keys& keys, const std::string& job_id, const std::st
   return call;
 }
 
-ScriptCall FinishCall(const Keys& keys, const FinishParams& params) {
+ScriptCall FinishCall(const Keys& keys, std::span<const FinishParams* const> batch) {
   ScriptCall call;
   call.script = &FinishScript();
-  call.keys = {keys.job(params.job_id), keys.chunks(params.job_id), keys.jobs(),
-               keys.events(),           keys.entries(),                keys.counts()};
-  call.args = {params.job_id,
-               params.entry,
-               params.consumer,
-               params.status,
-               params.result_json,
-               std::to_string(params.now_ms),
-               std::to_string(params.result_ttl_s),
-               std::string(kGroup),
-               params.fence ? "1" : "0",
+  call.keys.reserve(4 + 2 * batch.size());
+  call.keys = {keys.jobs(), keys.events(), keys.entries(), keys.counts()};
+  call.args.reserve(4 + 6 * batch.size());
+  // The batch shares its consumer and result TTL: one sink's finishes (FinishBatch).
+  call.args = {batch.empty() ? std::string() : batch.front()->consumer,
+               std::to_string(batch.empty() ? 0 : batch.front()->result_ttl_s), std::string(kGroup),
                std::to_string(kEventsMaxLen)};
+  for (const FinishParams* params : batch) {
+    call.keys.push_back(keys.job(params->job_id));
+    call.keys.push_back(keys.chunks(params->job_id));
+    call.args.push_back(params->job_id);
+    call.args.push_back(params->entry);
+    call.args.push_back(params->status);
+    call.args.push_back(params->result_json);
+    call.args.push_back(std::to_string(params->now_ms));
+    call.args.emplace_back(params->fence ? "1" : "0");
+  }
   return call;
+}
+
+ScriptCall FinishCall(const Keys& keys, const FinishParams& params) {
+  const FinishParams* one[] = {&params};
+  return FinishCall(keys, one);
+}
+
+bool ParseFinishReply(const Reply& reply, std::size_t count, std::vector<FinishAnswer>& out) {
+  if (!reply.is_array() || reply.size() != count) return false;
+  for (const Reply& item : reply.elements()) {
+    FinishAnswer answer = ParseFinish(item);
+    if (answer.kind == FinishAnswer::Kind::kBadReply) return false;
+    out.push_back(std::move(answer));
+  }
+  return true;
 }
 
 FinishAnswer ParseFinish(const Reply& reply) {

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -133,7 +134,11 @@ struct FinishParams {
   /// pending list (deleted while pending): then only the not-yet-terminal guard holds.
   bool fence = true;
 };
+/// One job's finish: a batch of one.
 ScriptCall FinishCall(const Keys& keys, const FinishParams& params);
+/// Several jobs' finishes in one script call, each as if alone. They must share `consumer` and
+/// `result_ttl_s` (one sink's finishes); the batch is not empty.
+ScriptCall FinishCall(const Keys& keys, std::span<const FinishParams* const> batch);
 struct FinishAnswer {
   enum class Kind {
     kFinished,    // written; `version` set
@@ -146,7 +151,11 @@ struct FinishAnswer {
   std::int64_t version = 0;
   std::string detail;
 };
+/// One job's answer (an element of the script's reply).
 FinishAnswer ParseFinish(const Reply& reply);
+/// The script's reply for a batch of `count`: one answer per job, in order. False (and `out` not
+/// to be used) when the reply has not that shape.
+bool ParseFinishReply(const Reply& reply, std::size_t count, std::vector<FinishAnswer>& out);
 
 // ---- heartbeat: XCLAIM ... JUSTID the entries this consumer still owns; returns those it lost ----
 ScriptCall HeartbeatCall(const Keys& keys, const std::string& consumer, const std::vector<std::string>& entries);

@@ -124,11 +124,25 @@ TEST(RedisScripts, FinishCallFencesUnlessTold) {
   params.result_json = "{}";
   params.result_ttl_s = 60;
   ScriptCall call = FinishCall(Keys(), params);
-  EXPECT_THAT(call.keys, ElementsAre("sluice:{default}:job:j", "sluice:{default}:chunks:j", "sluice:{default}:jobs",
-                                     "sluice:{default}:events", "sluice:{default}:entries", "sluice:{default}:counts"));
-  EXPECT_EQ(call.args[8], "1");
+  EXPECT_THAT(call.keys, ElementsAre("sluice:{default}:jobs", "sluice:{default}:events", "sluice:{default}:entries",
+                                     "sluice:{default}:counts", "sluice:{default}:job:j", "sluice:{default}:chunks:j"));
+  EXPECT_THAT(call.args, ElementsAre("w1", "60", "workers", "100000", "j", "1-0", "COMPLETED", "{}", "0", "1"));
   params.fence = false;
-  EXPECT_EQ(FinishCall(Keys(), params).args[8], "0");
+  EXPECT_EQ(FinishCall(Keys(), params).args.back(), "0");
+  // A batch: the shared part once, then each job's keys and arguments in order.
+  FinishParams other = params;
+  other.job_id = "k";
+  other.entry = "2-0";
+  other.status = "FAILED";
+  other.now_ms = 7;
+  const FinishParams* batch[] = {&params, &other};
+  call = FinishCall(Keys(), batch);
+  EXPECT_EQ(call.keys.size(), 8u);
+  EXPECT_EQ(call.keys[6], "sluice:{default}:job:k");
+  EXPECT_EQ(call.keys[7], "sluice:{default}:chunks:k");
+  ASSERT_EQ(call.args.size(), 16u);
+  EXPECT_THAT(std::vector<std::string>(call.args.begin() + 10, call.args.end()),
+              ElementsAre("k", "2-0", "FAILED", "{}", "7", "0"));
   EXPECT_THAT(HeartbeatCall(Keys(), "w1", {"1-0", "2-0"}).args, ElementsAre("workers", "w1", "1-0", "2-0"));
 }
 
@@ -171,6 +185,22 @@ TEST(RedisScripts, TakeCallAndReply) {
   EXPECT_FALSE(ParseTake(Reply::Integer(0), bad));
   EXPECT_FALSE(ParseTake(Reply::Array({Reply::Array({S("1-0"), S("a")})}), bad));
   EXPECT_FALSE(ParseTake(Reply::Array({Reply::Array({S("1-0"), S("a"), Reply::Integer(1)})}), bad));
+}
+
+TEST(RedisScripts, FinishBatchReplyHasOneAnswerPerJob) {
+  std::vector<FinishAnswer> answers;
+  ASSERT_TRUE(ParseFinishReply(Reply::Array({Reply::Array({S("finished"), Reply::Integer(3)}),
+                                             Reply::Array({S("not_owner"), S("w2")})}),
+                               2, answers));
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0].kind, FinishAnswer::Kind::kFinished);
+  EXPECT_EQ(answers[0].version, 3);
+  EXPECT_EQ(answers[1].kind, FinishAnswer::Kind::kNotOwner);
+  EXPECT_EQ(answers[1].detail, "w2");
+  std::vector<FinishAnswer> bad;
+  EXPECT_FALSE(ParseFinishReply(Reply::Array({Reply::Array({S("finished"), Reply::Integer(3)})}), 2, bad));
+  EXPECT_FALSE(ParseFinishReply(Reply::Array({Reply::Integer(1)}), 1, bad));
+  EXPECT_FALSE(ParseFinishReply(Reply::Nil(), 1, bad));
 }
 
 TEST(RedisScripts, StartAndFinishReplies) {
