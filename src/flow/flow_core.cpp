@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <future>
+#include <optional>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 #include <boost/asio/co_spawn.hpp>
@@ -304,24 +306,29 @@ bool FlowStepRuntime::TakeBatch(std::vector<FlowTask*>& batch, std::vector<FlowT
 void FlowStepRuntime::RunBatch(BatchHandler::Instance& handler, std::vector<FlowTask*>& batch) {
   const FlowBatch view(batch, config.name);
   const Clock::time_point started = Clock::now();
-  std::exception_ptr error;
+  // Why the batch failed, if it did. The coroutine's exception is described on the I/O thread
+  // that ends it: the exception object is freed there, and a reference to it handed to this
+  // thread would be a race in TSan's eyes (the exception_ptr's count lives in uninstrumented
+  // libstdc++).
+  std::optional<std::string> error;
   if (auto* blocking = std::get_if<BatchHandler::Blocking>(&handler)) {
     try {
       (*blocking)(view);
     } catch (...) {
-      error = std::current_exception();
+      error = log::DescribeException(std::current_exception());
     }
   } else if (auto* coroutine = std::get_if<BatchHandler::Coroutine>(&handler)) {
     // The coroutine runs on the flow's I/O threads; this worker waits so that its instance never
     // runs two batches at once.
-    std::promise<std::exception_ptr> done;
+    std::promise<std::optional<std::string>> done;
     auto finished = done.get_future();
     try {
-      boost::asio::co_spawn(core.io(), (*coroutine)(view),
-                            [&done](std::exception_ptr e) { done.set_value(e); });
+      boost::asio::co_spawn(core.io(), (*coroutine)(view), [&done](std::exception_ptr e) {
+        done.set_value(e ? std::optional<std::string>(log::DescribeException(e)) : std::nullopt);
+      });
       error = finished.get();
     } catch (...) {
-      error = std::current_exception();  // the handler threw before its first co_await
+      error = log::DescribeException(std::current_exception());  // threw before its first co_await
     }
   }
   const Clock::time_point ended = Clock::now();
@@ -333,7 +340,7 @@ void FlowStepRuntime::RunBatch(BatchHandler::Instance& handler, std::vector<Flow
   std::uint64_t failures = 0;
   std::string message;
   if (error) {
-    message = fmt::format("step \"{}\" failed: {}", config.name, log::DescribeException(error));
+    message = fmt::format("step \"{}\" failed: {}", config.name, *error);
     log::Warn("", "flow {}: {} (batch of {} tasks)", core.options().name, message, batch.size());
   }
   for (FlowTask* task : batch) {
