@@ -156,14 +156,8 @@ Task<std::vector<core::JobRequest>> RedisJobSource::Take(std::size_t max_jobs) {
       // a start script per entry.
       core::Result<std::vector<TakenEntry>> taken = co_await TakeQueued(wanted);
       if (!taken.ok()) {
-        const std::string why = taken.status().message();
-        if (why.find("NOGROUP") != std::string::npos) group_ready_ = false;
-        // A take whose reply was lost may have started entries here: read them again.
-        own_pending_read_ = false;
-        const Clock::duration delay = kReadBackoff.Delay(errors_in_a_row_++, http::UniformRandom());
-        log::Warn("", "Taking jobs from Redis failed: {} | retrying in {} ms", why,
-                  std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
-        co_await Pause(delay);
+        const std::string why = taken.status().message();  // named: g++ 12 and co_await
+        co_await ReadFailed("Taking", why);
         continue;
       }
       errors_in_a_row_ = 0;
@@ -181,13 +175,7 @@ Task<std::vector<core::JobRequest>> RedisJobSource::Take(std::size_t max_jobs) {
       core::Result<Reply> reply = co_await reader_->Command(std::move(argv), options_.block + std::chrono::seconds(10));
       if (!reply.ok() || reply->is_error() || !ParseReadGroup(*reply, entries)) {
         const std::string why = !reply.ok() ? reply.status().message() : reply->Describe();
-        if (reply.ok() && reply->is_error() && reply->str().starts_with("NOGROUP")) group_ready_ = false;
-        // A read whose reply was lost may have left entries pending here: read them again.
-        own_pending_read_ = false;
-        const Clock::duration delay = kReadBackoff.Delay(errors_in_a_row_++, http::UniformRandom());
-        log::Warn("", "Reading jobs from Redis failed: {} | retrying in {} ms", why,
-                  std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
-        co_await Pause(delay);
+        co_await ReadFailed("Reading", why);
         continue;
       }
       errors_in_a_row_ = 0;
@@ -196,6 +184,16 @@ Task<std::vector<core::JobRequest>> RedisJobSource::Take(std::size_t max_jobs) {
     std::vector<core::JobRequest> jobs = co_await StartAll(std::move(entries));
     if (!jobs.empty()) co_return jobs;
   }
+}
+
+Task<void> RedisJobSource::ReadFailed(const char* doing, const std::string& why) {
+  if (why.find("NOGROUP") != std::string::npos) group_ready_ = false;  // the group is gone: make it again
+  // A read or take whose reply was lost may have left entries pending here: read them again.
+  own_pending_read_ = false;
+  const Clock::duration delay = kReadBackoff.Delay(errors_in_a_row_++, http::UniformRandom());
+  log::Warn("", "{} jobs from Redis failed: {} | retrying in {} ms", doing, why,
+            std::chrono::duration_cast<std::chrono::milliseconds>(delay).count());
+  co_await Pause(delay);
 }
 
 Task<core::Result<std::vector<TakenEntry>>> RedisJobSource::TakeQueued(std::size_t wanted) {

@@ -86,6 +86,8 @@ class RedisJobSource : public core::JobSource {
   // The end of a Take: the jobs cancelled meanwhile end CANCELLED; the rest are returned.
   Task<std::vector<core::JobRequest>> Release(std::vector<core::JobRequest> jobs);
   Task<void> DropEntryWithoutId(const StreamEntry& entry);
+  // After a failed read or take ("Reading", "Taking"): logs, marks what must be redone, backs off.
+  Task<void> ReadFailed(const char* doing, const std::string& why);
   Task<bool> ReadOwnPending();
   Task<void> Pause(std::chrono::steady_clock::duration delay);
   Task<void> FailJob(const std::string& job_id, const std::string& entry, const std::string& error, bool fence);

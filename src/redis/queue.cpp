@@ -232,12 +232,13 @@ FinishBatch::~FinishBatch() = default;
 
 Task<core::Result<FinishAnswer>> FinishBatch::Finish(FinishParams params, Clock::time_point deadline) {
   const FinishParams* mine = &params;
-  core::Result<FinishAnswer> answer =
-      co_await asio::async_initiate<decltype(asio::use_awaitable), void(core::Result<FinishAnswer>)>(
-          [this, mine](auto handler) {
-            Join(Waiter{mine, core::PostedHandler<core::Result<FinishAnswer>>(std::move(handler))});
-          },
-          asio::use_awaitable);
+  // Named, not a temporary inside the co_await expression: g++ 12 and co_await.
+  auto joined = asio::async_initiate<decltype(asio::use_awaitable), void(core::Result<FinishAnswer>)>(
+      [this, mine](auto handler) {
+        Join(Waiter{mine, core::PostedHandler<core::Result<FinishAnswer>>(std::move(handler))});
+      },
+      asio::use_awaitable);
+  core::Result<FinishAnswer> answer = co_await std::move(joined);
   if (answer.ok() || answer.status().code() != core::StatusCode::kUnavailable) co_return answer;
   // The batch got no answer: this job alone from here, as redis::Finish retries it.
   core::Result<FinishAnswer> retried =
