@@ -25,6 +25,9 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr std::size_t kOwnPendingBatch = 1000;
+// The most jobs one take script reads and starts: Redis runs a script alone, so a call of a
+// worker with thousands of free slots is cut into calls of a few milliseconds at most.
+constexpr std::size_t kTakeBatchLimit = 256;
 const http::BackoffPolicy kReadBackoff{std::chrono::milliseconds(100), std::chrono::seconds(5), 2.0};
 
 }  // namespace
@@ -199,7 +202,7 @@ Task<void> RedisJobSource::ReadFailed(const char* doing, const std::string& why)
 Task<core::Result<std::vector<TakenEntry>>> RedisJobSource::TakeQueued(std::size_t wanted) {
   TakeParams params;
   params.consumer = options_.consumer;
-  params.count = wanted;
+  params.count = std::min(wanted, kTakeBatchLimit);
   params.now_ms = UnixMillis();
   params.max_deliveries = options_.max_deliveries;
   params.result_ttl_s = options_.result_ttl.count();
