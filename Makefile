@@ -65,7 +65,7 @@ test-tsan: deps
 	cmake -S . -B build-tsan -G Ninja -DSLUICE_SANITIZE=thread -DSLUICE_BUILD_BENCHMARKS=OFF \
 		-DSLUICE_BUILD_EXAMPLES=OFF $(CMAKE_FLAGS)
 	cmake --build build-tsan -j $(JOBS) --target sluice_tests
-	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan-suppressions.txt" \
 		ctest --output-on-failure -j $(JOBS) --timeout 600 -R '$(TSAN_TESTS)'
 
 clean:
