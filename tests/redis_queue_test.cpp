@@ -313,6 +313,40 @@ TEST_F(RedisQueue, FinishesThatComeTogetherGoOutInOneCallEachAnsweredAsAlone) {
   EXPECT_EQ(Do({"XLEN", keys_.events()}).integer(), kJobs - 1);  // one end event per finished job
 }
 
+// A script error part-way through a batch stays the failing job's: Redis keeps what the script
+// wrote before it, and every other job of the batch is finished and answered as written.
+TEST_F(RedisQueue, AJobThatBreaksItsBatchFailsAloneAndTheOthersAreFinished) {
+  constexpr int kJobs = 4;
+  for (int i = 0; i < kJobs; ++i) SubmitJob(fmt::format("g{}", i), json::object{{"i", i}});
+  const std::vector<std::string> entries = ReadAndStartAs("w1", kJobs);
+  ASSERT_EQ(entries.size(), static_cast<std::size_t>(kJobs));
+  Do({"DEL", keys_.job("g2")});
+  Do({"SET", keys_.job("g2"), "not a hash"});  // its finish raises WRONGTYPE inside the script
+
+  Connection connection(io_.get_executor(), endpoint_);
+  FinishBatch batch(io_.get_executor(), connection, keys_);
+  auto gate = Spawn(io_, connection.Command({"BLPOP", "sluice-test-gate", "0.5"}));
+  std::vector<std::future<core::Result<FinishAnswer>>> answers;
+  for (int i = 0; i < kJobs; ++i) {  // g0 alone, then g1, g2, g3 in one call that fails at g2
+    answers.push_back(Spawn(io_, batch.Finish(Completed(fmt::format("g{}", i), entries[i], "w1"), Clock::now() + 10s)));
+  }
+  for (int i = 0; i < kJobs; ++i) {
+    const core::Result<FinishAnswer> answer = Get(answers[i], "a batched finish");
+    if (i == 2) {
+      ASSERT_FALSE(answer.ok());
+      EXPECT_THAT(answer.status().message(), HasSubstr("WRONGTYPE"));
+    } else {
+      ASSERT_TRUE(answer.ok()) << i << ": " << answer.status().message();
+      EXPECT_EQ(answer->kind, FinishAnswer::Kind::kFinished) << i;
+      EXPECT_EQ(StatusOf(fmt::format("g{}", i)), "COMPLETED") << i;
+    }
+  }
+  ASSERT_TRUE(Get(gate, "the gate").ok());
+  EXPECT_EQ(batch.calls(), 2u);
+  EXPECT_EQ(PendingCount(), 1);                              // g2's entry only
+  EXPECT_EQ(Do({"XLEN", keys_.events()}).integer(), kJobs - 1);  // g0, g1, g3 ended once each
+}
+
 // A batch that gets no answer (its connection dropped) is retried job by job until each deadline.
 TEST_F(RedisQueue, ABatchWithoutAnAnswerIsRetriedJobByJob) {
   constexpr int kJobs = 5;

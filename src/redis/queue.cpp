@@ -239,8 +239,11 @@ Task<core::Result<FinishAnswer>> FinishBatch::Finish(FinishParams params, Clock:
       },
       asio::use_awaitable);
   core::Result<FinishAnswer> answer = co_await std::move(joined);
-  if (answer.ok() || answer.status().code() != core::StatusCode::kUnavailable) co_return answer;
-  // The batch got no answer: this job alone from here, as redis::Finish retries it.
+  if (answer.ok()) co_return answer;
+  // The batch got no usable answer: none came (connection lost), or a script error stopped it
+  // part-way (Redis keeps what the script wrote before the error: the jobs before the failing one
+  // are finished, the rest not). Each job alone from here, as redis::Finish retries it; a job the
+  // batch did write is recognised by its retry (not_pending, with this very result).
   core::Result<FinishAnswer> retried =
       co_await redis::Finish(connection_, keys_, std::move(params), deadline, /*attempts_made=*/1);
   co_return retried;
@@ -254,9 +257,25 @@ void FinishBatch::Join(Waiter waiter) {
     lead = !std::exchange(flushing_, true);
   }
   if (!lead) return;  // the running Flush takes it with the next batch
-  asio::co_spawn(executor_, Flush(), [](std::exception_ptr failure) {
-    if (failure) log::Error("", "Finishing jobs in Redis: {}", log::DescribeException(failure));
-  });
+  try {
+    asio::co_spawn(executor_, Flush(), [this](std::exception_ptr failure) {
+      if (failure) FailWaiting(core::Status::Internal("finishing jobs in Redis: " + log::DescribeException(failure)));
+    });
+  } catch (...) {
+    FailWaiting(core::Status::Internal("finishing jobs in Redis: " + log::DescribeException(std::current_exception())));
+  }
+}
+
+void FinishBatch::FailWaiting(const core::Status& failure) {
+  // No waiter is left without an answer, and the next Finish starts a Flush again.
+  std::deque<Waiter> waiting;
+  {
+    std::lock_guard lock(mutex_);
+    waiting.swap(waiting_);
+    flushing_ = false;
+  }
+  log::Error("", "{}", failure.message());
+  for (Waiter& waiter : waiting) waiter.done.Post(failure);
 }
 
 Task<void> FinishBatch::Flush() {
@@ -275,11 +294,17 @@ Task<void> FinishBatch::Flush() {
         waiting_.pop_front();
       }
     }
-    std::vector<const FinishParams*> params;
-    params.reserve(batch.size());
-    for (const Waiter& waiter : batch) params.push_back(waiter.params);
-    ScriptCall call = FinishCall(keys_, params);  // named: g++ 12 and co_await
-    core::Result<Reply> reply = co_await RunScript(connection_, std::move(call));
+    // Whatever happens to this call, each waiter of the batch gets an answer.
+    core::Result<Reply> reply = core::Status::Internal("redis script finish: not sent");
+    try {
+      std::vector<const FinishParams*> params;
+      params.reserve(batch.size());
+      for (const Waiter& waiter : batch) params.push_back(waiter.params);
+      ScriptCall call = FinishCall(keys_, params);  // named: g++ 12 and co_await
+      reply = co_await RunScript(connection_, std::move(call));
+    } catch (...) {
+      reply = core::Status::Internal("redis script finish: " + log::DescribeException(std::current_exception()));
+    }
     calls_.fetch_add(1);
     jobs_.fetch_add(batch.size());
     std::vector<FinishAnswer> answers;

@@ -105,8 +105,8 @@ Task<core::Result<FinishAnswer>> Finish(Connection& connection, const Keys& keys
 /// one script call. Alone, a finish goes out at once: it never waits for company, only for the
 /// call before it. Under load one call ends many jobs, which saves Redis a script call and the
 /// worker a round trip per job. Each job's answer is the one redis::Finish would give; when a
-/// batch gets no answer (connection lost), each of its jobs is retried alone by redis::Finish
-/// until its own deadline.
+/// batch gets no usable answer (connection lost, or a script error part-way), each of its jobs is
+/// retried alone by redis::Finish until its own deadline, so one job's failure stays its own.
 ///
 /// Every finish through one FinishBatch must have the same `consumer` and `result_ttl_s` (one
 /// sink's). Threads: Finish may be called from any thread; the batches run on `executor`.
@@ -128,6 +128,9 @@ class FinishBatch {
   struct Waiter;
   void Join(Waiter waiter);
   Task<void> Flush();
+  // Answers every waiting finish with `failure` and lets the next one start a Flush (after an
+  // exception, which should not happen: it keeps no waiter hanging).
+  void FailWaiting(const core::Status& failure);
 
   boost::asio::any_io_executor executor_;
   Connection& connection_;
