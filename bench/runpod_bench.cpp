@@ -73,6 +73,9 @@ namespace {
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
+using sluice::bench::Grouped;
+using sluice::bench::StatCpuSeconds;
+using sluice::bench::ThreadCpuSeconds;
 using sluice::Task;
 using sluice::testing::FakeRunPod;
 using sluice::testing::RecordedRequest;
@@ -105,42 +108,6 @@ struct RunResult {
   double process_cpu_us_per_job = 0;  // the worker's (worker runs) or the client loop's (reference)
   double plane_cpu_us_per_job = 0;    // the fake control plane's
 };
-
-std::string Grouped(double value) {
-  const std::string digits = fmt::format("{:.0f}", value);
-  std::string out;
-  for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
-double ThreadCpuSeconds() {
-  timespec now{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
-}
-
-// User + system CPU of a process or thread from its stat file (/proc/PID/stat or
-// /proc/self/task/TID/stat: fields 14 and 15, in clock ticks).
-std::optional<double> StatCpuSeconds(const std::string& stat_path) {
-  std::ifstream file(stat_path);
-  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  const std::size_t name_end = text.rfind(')');  // the command name may hold spaces
-  if (name_end == std::string::npos) return std::nullopt;
-  std::istringstream fields(text.substr(name_end + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  for (int index = 3; fields >> field; ++index) {  // the first field after the name is the 3rd
-    if (index == 14) utime = std::stoull(field);
-    if (index == 15) {
-      stime = std::stoull(field);
-      return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-    }
-  }
-  return std::nullopt;
-}
 
 std::set<std::string> ThreadsOfThisProcess() {
   std::set<std::string> threads;

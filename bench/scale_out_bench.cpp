@@ -96,6 +96,9 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace json = boost::json;
 namespace fs = std::filesystem;
+using sluice::bench::Grouped;
+using sluice::bench::StatCpuSeconds;
+using sluice::bench::ThreadCpuSeconds;
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -110,42 +113,10 @@ constexpr auto kRunTimeout = 120s;
 constexpr auto kStartTimeout = 20s;
 constexpr double kTargetJobsPerSecond = 10000;  // issue #6, 4 workers
 
-std::string Grouped(double value) {
-  const std::string digits = fmt::format("{:.0f}", value);
-  std::string out;
-  for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
 double Seconds(Clock::duration duration) { return std::chrono::duration<double>(duration).count(); }
 
-double ThreadCpuSeconds() {
-  timespec now{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
-}
-
-// User + system CPU of a process from /proc/PID/stat (fields 14 and 15, in clock ticks).
-double ProcessCpuSeconds(pid_t pid) {
-  std::ifstream file(fmt::format("/proc/{}/stat", pid));
-  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  const std::size_t name_end = text.rfind(')');
-  if (name_end == std::string::npos) return 0;
-  std::istringstream fields(text.substr(name_end + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  for (int index = 3; fields >> field; ++index) {
-    if (index == 14) utime = std::stoull(field);
-    if (index == 15) {
-      stime = std::stoull(field);
-      break;
-    }
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
+// User + system CPU of a process, in seconds (0 when its stat file cannot be read).
+double ProcessCpuSeconds(pid_t pid) { return StatCpuSeconds(fmt::format("/proc/{}/stat", pid)).value_or(0); }
 
 // ---------------------------------------------------------------------------------------------
 // Redis, read directly
