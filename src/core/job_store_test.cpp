@@ -21,6 +21,8 @@
 #include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
 
+#include "fake_clock.hpp"
+
 namespace sluice::core {
 
 // Readable failure messages. Internal linkage: other test files may print these types too.
@@ -35,16 +37,8 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// A clock the test moves by hand: TTLs and durations without sleeping.
-struct FakeClock {
-  Clock::time_point now = Clock::time_point() + 1h;
-  void Advance(Clock::duration by) { now += by; }
-};
-
-JobStoreOptions WithClock(FakeClock& clock, JobStoreOptions options = {}) {
-  options.now = [&clock] { return clock.now; };
-  return options;
-}
+using sluice::testing::FakeClock;  // the store's TTLs and durations without sleeping
+using sluice::testing::WithClock;
 
 NewJob Job(json::value input = 1, std::optional<Clock::duration> ttl = std::nullopt) {
   NewJob job;

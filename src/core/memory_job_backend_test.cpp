@@ -16,6 +16,8 @@
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 
+#include "fake_clock.hpp"
+
 namespace sluice::core {
 namespace {
 namespace asio = boost::asio;
@@ -23,16 +25,8 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// A clock the test moves by hand: the store's (and so the keys') TTLs without sleeping.
-struct FakeClock {
-  Clock::time_point now = Clock::time_point() + 1h;
-  void Advance(Clock::duration by) { now += by; }
-};
-
-JobStoreOptions WithClock(FakeClock& clock, JobStoreOptions options = {}) {
-  options.now = [&clock] { return clock.now; };
-  return options;
-}
+using sluice::testing::FakeClock;  // the store's TTLs and durations without sleeping
+using sluice::testing::WithClock;
 
 NewJob Job(json::value input = 1) {
   NewJob job;
